@@ -1,0 +1,1 @@
+"""Accounts, roles and permissions, login sessions held on the server, API tokens."""

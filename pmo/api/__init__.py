@@ -1,0 +1,1 @@
+"""The JSON API base: Bearer tokens, problem details, and the OpenAPI document built from the routes."""

@@ -1,0 +1,1 @@
+"""The audit trail: who did what, when, with the values before and after, in the same transaction."""

@@ -1,0 +1,249 @@
+"""The operator's entry point: ``pmo db upgrade``, ``pmo seed``, ``pmo demo``, ``pmo users …``, ``pmo serve``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import sys
+from typing import Any
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from pmo.paths import data_dir
+
+
+def _app_factory() -> Flask:
+    from pmo import create_app
+
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_app_factory, add_default_commands=False, add_version_option=False)
+def main() -> None:
+    """デジタルPMO portal の運用コマンド。"""
+
+
+def database() -> Any:
+    return current_app.extensions["pmo_db"]
+
+
+# --- db ----------------------------------------------------------------------------------------
+
+
+def alembic_config(url: str) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(data_dir("migrations")))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.set_main_option(
+        "file_template", "%%(year)d%%(month).2d%%(day).2d_%%(hour).2d%%(minute).2d_%%(rev)s_%%(slug)s"
+    )
+    return cfg
+
+
+def upgrade_database(url: str, revision: str = "head") -> None:
+    """Apply the migrations up to ``revision``."""
+    from alembic import command
+
+    command.upgrade(alembic_config(url), revision)
+
+
+@click.group("db")
+def db_group() -> None:
+    """データベースの作成・更新。"""
+
+
+@db_group.command("upgrade")
+@click.option("--revision", default="head")
+@with_appcontext
+def db_upgrade(revision: str) -> None:
+    """最新のスキーマまでマイグレーションを適用する。"""
+    upgrade_database(current_app.config["DATABASE_URL"], revision)
+    click.echo("データベースを更新しました。")
+
+
+@db_group.command("current")
+@with_appcontext
+def db_current() -> None:
+    """適用済みのリビジョンを表示する。"""
+    from alembic import command
+
+    command.current(alembic_config(current_app.config["DATABASE_URL"]))
+
+
+# --- seed and demo -----------------------------------------------------------------------------
+
+
+@click.command("seed")
+@with_appcontext
+def seed() -> None:
+    """全団体・広域連合・府省など、本番でも必要な基礎データを登録する（何度実行しても同じ結果）。"""
+    from pmo.seeding import run_seed
+
+    with database().session() as session:
+        results = run_seed(session, data_dir("seed"))
+        session.commit()
+    for step, result in results.items():
+        click.echo(f"{step}: {result}")
+
+
+@click.command("demo")
+@click.option("--password", envvar="PMO_DEMO_PASSWORD", default=None, help="デモ用パスワード（省略時は生成）")
+@with_appcontext
+def demo(password: str | None) -> None:
+    """デモ用のアカウントとデータを登録する（本番環境では実行できません）。"""
+    from pmo.seeding import DemoContext, run_demo, run_seed
+
+    if current_app.config["ENV"] == "production":
+        raise click.ClickException("本番環境ではデモデータを登録できません。")
+    password = password or secrets.token_urlsafe(9)
+    demo_date = dt.date.fromisoformat(current_app.config["DEMO_DATE"])
+    with database().session() as session:
+        run_seed(session, data_dir("seed"))
+        ctx = DemoContext(seed_dir=data_dir("seed"), password=password, demo_date=demo_date)
+        run_demo(session, ctx)
+        session.commit()
+        click.echo("デモアカウント（パスワードは全員共通）:")
+        for user in ctx.users.values():
+            click.echo(f"  {user.login_id:<16} {user.role.label}")
+    click.echo(f"  パスワード: {password}")
+
+
+# --- users -------------------------------------------------------------------------------------
+
+
+@click.group("users")
+def users_group() -> None:
+    """アカウントの発行・無効化・一覧。"""
+
+
+def _cli_actor(session: Any) -> Any:
+    """The CLI acts as a system administrator (the operator at the console)."""
+    from pmo.accounts.models import Role
+    from pmo.accounts.permissions import Actor
+
+    return Actor(user_id=0, login_id="cli", role=Role.SYSTEM_ADMIN)
+
+
+@users_group.command("create")
+@click.option("--login", "login_id", required=True)
+@click.option("--name", "display_name", required=True)
+@click.option("--email", required=True)
+@click.option("--role", type=click.Choice([r.value for r in __import__("pmo.accounts.models", fromlist=["Role"]).Role]), required=True)
+@click.option("--body", "body_code", default=None, help="所属団体コード")
+@click.option("--ministry", "ministry_code", default=None, help="所属府省コード (cas, mic, mhlw …)")
+@with_appcontext
+def users_create(login_id: str, display_name: str, email: str, role: str, body_code: str | None,
+                 ministry_code: str | None) -> None:
+    """アカウントを発行し、初期パスワードを一度だけ表示する。"""
+    from pmo.accounts import service
+    from pmo.accounts.models import Role
+    from pmo.core.errors import ValidationFailed
+
+    with database().session() as session:
+        try:
+            user, password = service.issue_account(
+                session, _cli_actor(session),
+                service.AccountInput(login_id, display_name, email, Role(role), body_code, ministry_code),
+                current_app.config["INITIAL_PASSWORD_HOURS"],
+            )
+        except ValidationFailed as exc:
+            for problem in exc.problems:
+                click.echo(f"エラー: {problem.field}: {problem.message}", err=True)
+            sys.exit(1)
+        session.commit()
+        click.echo(f"{user.login_id} を発行しました。初期パスワード（初回ログイン時に変更）: {password}")
+
+
+@users_group.command("disable")
+@click.argument("login_id")
+@with_appcontext
+def users_disable(login_id: str) -> None:
+    """アカウントを無効にし、すべてのセッションを終了する。"""
+    from sqlalchemy import select
+
+    from pmo.accounts import service
+    from pmo.accounts.models import User
+
+    with database().session() as session:
+        user = session.scalar(select(User).where(User.login_id == service.normalize_login_id(login_id)))
+        if user is None:
+            raise click.ClickException(f"アカウント {login_id} が見つかりません。")
+        service.disable_account(session, _cli_actor(session), user.id)
+        session.commit()
+    click.echo(f"{login_id} を無効にしました。")
+
+
+@users_group.command("list")
+@with_appcontext
+def users_list() -> None:
+    """アカウントの一覧を表示する。"""
+    from pmo.accounts import service
+
+    with database().session(write=False) as session:
+        for user in service.list_users(session, _cli_actor(session)):
+            where = user.body.name if user.body else (user.ministry.name if user.ministry else "")
+            state = "有効" if user.is_active else "無効"
+            click.echo(f"{user.login_id:<20} {user.role.value:<18} {state}  {where}  {user.display_name}")
+
+
+# --- serve -------------------------------------------------------------------------------------
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", default=5000, type=int)
+@click.option("--workers", default=lambda: int(os.environ.get("PMO_WORKERS", "2")), type=int)
+@click.option("--threads", default=lambda: int(os.environ.get("PMO_THREADS", "4")), type=int)
+@click.option("--debug", is_flag=True, help="Flask の開発用サーバーで起動する（本番では使わない）")
+def serve(host: str, port: int, workers: int, threads: int, debug: bool) -> None:
+    """ポータルを起動する（gunicorn）。"""
+    if debug:
+        _app_factory().run(host=host, port=port, debug=True)
+        return
+    from gunicorn.app.base import BaseApplication
+
+    import gunicorn
+
+    gunicorn.SERVER = "pmo"  # no server version in the Server header (CFG-01)
+
+    class Portal(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("threads", threads)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("accesslog", "-")
+            self.cfg.set("timeout", 120)
+
+        def load(self) -> Flask:
+            return _app_factory()
+
+    Portal().run()
+
+
+def register_commands(app: Flask) -> None:
+    """Add every command group to the app's CLI."""
+    for command in (db_group, seed, demo, users_group, serve):
+        app.cli.add_command(command)
+    _register_domain_commands(app)
+
+
+# Domains add their command groups here ("module:group").
+DOMAIN_COMMANDS: list[str] = []
+
+
+def _register_domain_commands(app: Flask) -> None:
+    import importlib
+
+    for step in DOMAIN_COMMANDS:
+        module, name = step.split(":")
+        app.cli.add_command(getattr(importlib.import_module(module), name))
+
+
+for _command in (db_group, seed, demo, users_group, serve):
+    main.add_command(_command)

@@ -1,0 +1,120 @@
+"""Settings: defaults here, then ``PMO_*`` environment variables, then a test mapping."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Mapping
+
+WEAK_KEYS = {"", "dev", "secret", "change-me", "changeme", "development", "test", "key", "password"}
+MIN_SECRET_KEY_BYTES = 32
+
+
+class ConfigError(RuntimeError):
+    """The configuration is unsafe or incomplete; the app refuses to start."""
+
+
+class DefaultConfig:
+    ENV = "development"  # "production" turns on every refusal below
+    DATABASE_URL: str | None = None  # default: sqlite file in the instance folder
+    SECRET_KEY: str | None = None
+    SECRET_KEY_FALLBACKS: list[str] = []
+    DEMO = False  # demo data present; refused in production
+
+    # Sessions (SECURITY.md SESS-03/05): server-side, 30 min idle, 12 h absolute, no remember-me.
+    SESSION_IDLE_MINUTES = 30
+    SESSION_ABSOLUTE_HOURS = 12
+    SESSION_TOUCH_SECONDS = 60  # how often last_seen is written
+    SESSION_COOKIE_NAME = "__Host-pmo_session"
+    SESSION_COOKIE_SECURE = True
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_PATH = "/"
+    PERMANENT_SESSION_LIFETIME = dt.timedelta(hours=12)
+    REMEMBER_COOKIE_DURATION = dt.timedelta(seconds=0)
+    REMEMBER_COOKIE_SECURE = True
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+
+    # CSRF: token lifetime at least the idle timeout (CSRF-01).
+    WTF_CSRF_TIME_LIMIT = 12 * 3600
+    WTF_CSRF_SSL_STRICT = True
+
+    # Login throttling (AUTH-02): per account and per client address, in a sliding window.
+    LOGIN_WINDOW_MINUTES = 5
+    LOGIN_MAX_FAILURES_PER_USER = 5
+    LOGIN_MAX_FAILURES_PER_IP = 20
+    PASSWORD_MIN_LENGTH = 8
+    PASSWORD_MAX_LENGTH = 128
+    INITIAL_PASSWORD_HOURS = 72
+    INACTIVE_ACCOUNT_DAYS = 90
+
+    # Request limits (INP-04).
+    MAX_CONTENT_LENGTH = 50 * 1024 * 1024
+    MAX_FORM_MEMORY_SIZE = 2 * 1024 * 1024
+    MAX_FORM_PARTS = 2000
+
+    TRUSTED_PROXIES = 0  # number of reverse proxies in front (ProxyFix x_for)
+    REDIS_URL: str | None = None
+    LOG_LEVEL = "INFO"
+    ITEMS_PER_PAGE = 50
+    DEMO_DATE = "2015-12-15"
+
+
+def load_config(app_config: dict[str, Any], instance_path: Path, overrides: Mapping[str, Any] | None) -> None:
+    """Fill ``app_config`` from defaults, the environment and ``overrides``, then check it."""
+    for key in dir(DefaultConfig):
+        if key.isupper():
+            app_config[key] = getattr(DefaultConfig, key)
+    for key, raw in os.environ.items():
+        if key.startswith("PMO_") and key not in {"PMO_INSTANCE_PATH"}:
+            app_config[key[4:]] = _coerce(raw, app_config.get(key[4:]))
+    if overrides:
+        app_config.update(overrides)
+    if not app_config.get("DATABASE_URL"):
+        app_config["DATABASE_URL"] = f"sqlite:///{instance_path / 'pmo.sqlite3'}"
+    _check_secret(app_config, instance_path)
+
+
+def _coerce(raw: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(default, int) and not isinstance(default, bool):
+        try:
+            return int(raw)
+        except ValueError:
+            return raw
+    if isinstance(default, list):
+        return [part for part in raw.split(",") if part] if raw.startswith("[") is False else raw
+    return raw
+
+
+def _check_secret(app_config: dict[str, Any], instance_path: Path) -> None:
+    fallbacks = app_config.get("SECRET_KEY_FALLBACKS")
+    if isinstance(fallbacks, str):
+        # Flask would treat every character as a valid key (SECURITY.md CFG-04).
+        raise ConfigError("SECRET_KEY_FALLBACKS must be a list, not a string")
+    if app_config["ENV"] == "production":
+        key = app_config.get("SECRET_KEY") or ""
+        if key.lower() in WEAK_KEYS or len(key.encode()) < MIN_SECRET_KEY_BYTES:
+            raise ConfigError("production needs PMO_SECRET_KEY of at least 32 bytes of random data")
+        if app_config.get("DEMO"):
+            raise ConfigError("demo data cannot be used in production")
+        return
+    if not app_config.get("SECRET_KEY"):
+        app_config["SECRET_KEY"] = _instance_secret(instance_path)
+
+
+def _instance_secret(instance_path: Path) -> str:
+    """Create once and keep a random development key in the instance folder (mode 0600)."""
+    instance_path.mkdir(parents=True, exist_ok=True)
+    path = instance_path / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key

@@ -1,0 +1,1 @@
+"""Each role's home page: what that role does, at a glance."""

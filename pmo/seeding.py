@@ -1,0 +1,46 @@
+"""What `pmo seed` and `pmo demo` run, in order. Each domain adds its step here.
+
+A step is "module:function"; seed steps take (session, seed_dir) and must be idempotent; demo steps
+take (session, DemoContext).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+SEED_STEPS: list[str] = [
+    "pmo.orgs.service:seed_all",
+    "pmo.catalog.service:seed_catalog",
+]
+
+DEMO_STEPS: list[str] = [
+    "pmo.demo:seed_demo_users",
+]
+
+
+@dataclass
+class DemoContext:
+    seed_dir: Path
+    password: str
+    demo_date: dt.date
+    users: dict[str, Any] = field(default_factory=dict)  # role value -> User
+
+
+def _resolve(step: str) -> Any:
+    module, func = step.split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def run_seed(session: Session, seed_dir: Path) -> dict[str, Any]:
+    return {step: _resolve(step)(session, seed_dir) for step in SEED_STEPS}
+
+
+def run_demo(session: Session, ctx: DemoContext) -> None:
+    for step in DEMO_STEPS:
+        _resolve(step)(session, ctx)

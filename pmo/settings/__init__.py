@@ -1,0 +1,1 @@
+"""Portal-wide settings kept in the database (demo flag, thresholds an operator may change)."""

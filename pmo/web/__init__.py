@@ -1,0 +1,1 @@
+"""Flask glue shared by every blueprint: the auth gate, error pages, headers, template filters."""

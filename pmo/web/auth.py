@@ -1,0 +1,140 @@
+"""Who is asking: the server-side session or a Bearer token, turned into an Actor on every request.
+
+Each view declares a permission with ``@require`` or is listed as public with ``@public``; a test
+walks the URL map and fails on a view that does neither.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from typing import Any, Callable, TypeVar
+
+from flask import Flask, abort, current_app, g, redirect, request, session, url_for
+from flask_login import LoginManager, UserMixin, current_user
+
+from pmo.accounts import service as accounts
+from pmo.accounts.models import User, UserSession
+from pmo.accounts.permissions import Actor, Permission, can
+from pmo.db import get_session
+
+login_manager = LoginManager()
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Endpoints an anonymous visitor may reach. Everything else must declare a permission.
+PUBLIC_ENDPOINTS: set[str] = {"static"}
+# Endpoints a logged-in user reaches before changing an initial password.
+PASSWORD_CHANGE_ALLOWED = {"accounts.change_password", "accounts.logout", "static", "accounts.login"}
+
+
+class PortalUser(UserMixin):
+    """The logged-in user as flask-login sees it, carrying the Actor read from the database."""
+
+    def __init__(self, user: User, sid: str | None, session_row: UserSession | None) -> None:
+        self.user = user
+        self.sid = sid
+        self.session_row = session_row
+        self.actor: Actor = accounts.actor_for(user)
+
+    def get_id(self) -> str:
+        return str(self.user.id)
+
+
+def public(view: F) -> F:
+    """Mark a view as reachable without login."""
+    view._pmo_public = True  # type: ignore[attr-defined]
+    return view
+
+
+def require(permission: Permission | None) -> Callable[[F], F]:
+    """Gate a view: logged in, and holding ``permission`` somewhere (scope is checked by the service).
+
+    ``require(None)`` means any logged-in user.
+    """
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if not current_user.is_authenticated:
+                if request.path.startswith("/api/"):
+                    abort(401)
+                expired = {"expired": "1"} if g.get("session_expired") else {}
+                return redirect(url_for("accounts.login", next=request.full_path.rstrip("?"), **expired))
+            if permission is not None and not can(current_actor(), permission) and not _holds_anywhere(permission):
+                from pmo.audit import service as audit
+
+                audit.record(get_session(), current_actor(), "authz.denied", outcome="denied",
+                             target_type="endpoint", target_id=request.endpoint, detail=str(permission))
+                get_session().commit()
+                abort(403)
+            return view(*args, **kwargs)
+
+        wrapped._pmo_permission = permission  # type: ignore[attr-defined]
+        return wrapped  # type: ignore[return-value]
+
+    return decorate
+
+
+def _holds_anywhere(permission: Permission) -> bool:
+    from pmo.accounts.permissions import scope_of
+
+    actor = current_actor()
+    return scope_of(actor, permission) is not None and actor.body is not None
+
+
+def current_actor() -> Actor:
+    """The Actor of the request; only call behind ``@require``."""
+    return current_user.actor  # type: ignore[no-any-return]
+
+
+def client_ip() -> str:
+    """The client address; X-Forwarded-For is trusted only through ProxyFix (TRUSTED_PROXIES)."""
+    return request.remote_addr or "-"
+
+
+def _load_request_user(req: Any) -> PortalUser | None:
+    db = get_session()
+    header = req.headers.get("Authorization", "")
+    if req.path.startswith("/api/"):
+        if header.startswith("Bearer "):
+            user = accounts.user_for_token(db, header[7:].strip())
+            if user is not None:
+                g.via_token = True
+                db.commit()
+                return PortalUser(user, None, None)
+        return None
+    sid = session.get("sid")
+    if not sid:
+        return None
+    cfg = current_app.config
+    result = accounts.load_session(
+        db,
+        sid,
+        idle=dt.timedelta(minutes=cfg["SESSION_IDLE_MINUTES"]),
+        absolute=dt.timedelta(hours=cfg["SESSION_ABSOLUTE_HOURS"]),
+        touch=dt.timedelta(seconds=cfg["SESSION_TOUCH_SECONDS"]),
+    )
+    if isinstance(result, str):
+        db.commit()
+        session.clear()
+        if result in ("idle", "absolute"):
+            g.session_expired = True
+        return None
+    user, row = result
+    if db.dirty:
+        db.commit()
+    return PortalUser(user, sid, row)
+
+
+def init_app(app: Flask) -> None:
+    login_manager.init_app(app)
+    login_manager.request_loader(_load_request_user)
+    login_manager.login_view = "accounts.login"
+
+    @app.before_request
+    def _force_password_change() -> Any:
+        if request.endpoint in PASSWORD_CHANGE_ALLOWED or request.path.startswith("/api/"):
+            return None
+        if current_user.is_authenticated and current_user.user.must_change_password:
+            return redirect(url_for("accounts.change_password"))
+        return None
