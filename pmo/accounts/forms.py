@@ -37,7 +37,7 @@ class IssueAccountForm(FlaskForm):
     email = StringField("メールアドレス", validators=[DataRequired(REQUIRED), Length(max=254)], filters=[nfkc])
     role = SelectField("役割", choices=[], validators=[DataRequired(REQUIRED)])
     body_code = StringField("所属団体コード", validators=[Length(max=6)], filters=[nfkc])
-    ministry_code = SelectField("所属府省", choices=[("", "（選択しない）")])
+    ministry_code = SelectField("所属府省", choices=[("", "（選択しない）")], validate_choice=False)
 
     def set_role_choices(self, roles: list[Role]) -> None:
         self.role.choices = [(r.value, ROLE_LABELS[r]) for r in roles]

@@ -1,0 +1,161 @@
+"""Browser tests: Debian's chromium driven by Playwright against a live portal on its own database.
+
+The live server runs in a thread of the test process with a real committed database (a SQLite file,
+or a separate PostgreSQL database beside the test one), so tests create their own uniquely named
+users and data. Every test leaves a screenshot in test-artifacts/ to look at.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from werkzeug.serving import make_server
+
+from pmo import create_app
+from pmo.accounts.models import Role
+from pmo.cli import upgrade_database
+from pmo.paths import data_dir
+
+CHROMIUM = os.environ.get("PMO_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+LIVE_PASSWORD = "live-test-password-2015"
+
+
+def _live_database_url(tmp_root: Path) -> str:
+    base = os.environ.get("PMO_TEST_DATABASE_URL")
+    if not base:
+        return f"sqlite:///{tmp_root / 'live.sqlite3'}"
+    url = sa.make_url(base)
+    live_name = f"{url.database}_live"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{live_name}" WITH (FORCE)'))
+        conn.execute(sa.text(f'CREATE DATABASE "{live_name}"'))
+    admin.dispose()
+    return url.set(database=live_name).render_as_string(hide_password=False)
+
+
+class LiveServer:
+    def __init__(self, app: Any, url: str) -> None:
+        self.app = app
+        self.url = url
+
+    def session(self) -> Any:
+        """A session on the live database, for setting up and checking data."""
+        return self.app.extensions["pmo_db"].session()
+
+    def make_user(self, role: Role, body_code: str | None = None, ministry: str | None = None,
+                  must_change: bool = False, password: str = LIVE_PASSWORD) -> Any:
+        from pmo.accounts.models import User
+        from pmo.accounts.service import hash_password
+        from pmo.orgs.models import Body, Ministry
+
+        login_id = f"{role.value.replace('_', '-')}-{secrets.token_hex(3)}"
+        with self.session() as session:
+            body_id = session.scalar(sa.select(Body.id).where(Body.code == body_code)) if body_code else None
+            ministry_id = session.scalar(sa.select(Ministry.id).where(Ministry.code == ministry)) if ministry else None
+            user = User(login_id=login_id, display_name=f"画面 {login_id[-6:]}", email=f"{login_id}@example.jp",
+                        role=role, body_id=body_id, ministry_id=ministry_id, password_hash=hash_password(password),
+                        must_change_password=must_change)
+            session.add(user)
+            session.commit()
+            return user
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    root = tmp_path_factory.mktemp("live")
+    url = _live_database_url(root)
+    upgrade_database(url)
+    app = create_app({"DATABASE_URL": url, "INSTANCE_PATH": str(root / "instance"), "SECRET_KEY": "b" * 64,
+                      "LOGIN_MAX_FAILURES_PER_IP": 1000})
+    from pmo.seeding import run_seed
+
+    with app.extensions["pmo_db"].session() as session:
+        run_seed(session, data_dir("seed"))
+        session.commit()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield LiveServer(app, f"http://127.0.0.1:{server.server_port}")
+    server.shutdown()
+    app.extensions["pmo_db"].engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None and not Path(CHROMIUM).exists():
+        if os.environ.get("PMO_REQUIRE_BROWSER"):
+            pytest.fail(f"chromium is required but missing at {CHROMIUM}")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser: Any, live_server: LiveServer, request: pytest.FixtureRequest) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="ja-JP",
+                                  base_url=live_server.url, accept_downloads=True)
+    context.set_default_timeout(15_000)
+    pg = context.new_page()
+    yield pg
+    ARTIFACTS.mkdir(exist_ok=True)
+    name = request.node.name.replace("/", "_").replace("[", "_").replace("]", "")
+    try:
+        pg.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    except Exception:  # the page may already be closed by the test
+        pass
+    context.close()
+
+
+@pytest.fixture
+def new_page(browser: Any, live_server: LiveServer) -> Iterator[Any]:
+    """Open further independent browser sessions (another user, another tab with its own cookies)."""
+    contexts = []
+
+    def make() -> Any:
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="ja-JP",
+                                      base_url=live_server.url, accept_downloads=True)
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        return context.new_page()
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+def login(page: Any, login_id: str, password: str = LIVE_PASSWORD) -> None:
+    """Log in through the login form."""
+    page.goto("/login")
+    page.get_by_label("ログインID").fill(login_id)
+    page.get_by_label("パスワード").fill(password)
+    page.get_by_role("button", name="ログイン").click()
+    page.wait_for_load_state()
+
+
+def logout(page: Any) -> None:
+    page.get_by_role("button", name="ログアウト").click()
+    page.wait_for_url("**/login")
+
+
+@pytest.fixture
+def today() -> dt.date:
+    return dt.date.today()
