@@ -79,6 +79,20 @@ def error_page(status: int, detail: str | None = None, **extra: Any) -> tuple[st
     return html, status
 
 
+def _keep_denials() -> None:
+    """Roll back the failed request's changes but commit its ``authz.denied`` audit entries (AC-03)."""
+    from pmo.audit.models import AuditEntry
+
+    session = g.get("pmo_session")
+    if session is None:
+        return
+    denials = [obj for obj in session.new if isinstance(obj, AuditEntry) and obj.outcome == "denied"]
+    session.rollback()
+    if denials:
+        session.add_all(denials)
+        session.commit()
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def _csrf(exc: CSRFError) -> Any:
@@ -101,6 +115,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(DomainError)
     def _domain(exc: DomainError) -> Any:
+        if exc.status in (403, 404):
+            _keep_denials()
         if wants_json():
             return problem(exc.status, exc.message or None)
         return error_page(exc.status, exc.message or None)

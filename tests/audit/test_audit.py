@@ -225,3 +225,16 @@ def test_a_cli_actor_change_is_audited_with_the_cli_channel(db_session, make_use
     service.disable_account(db_session, cli, staff.id)
     entry, = entries(db_session, "account.disabled")
     assert entry.channel == "cli" and entry.actor_login == "cli"
+
+
+def test_a_refused_read_of_another_bodys_account_is_audited(client, auth, make_user, db_session):
+    admin = auth.login(role=Role.BODY_ADMIN, body=CITY_A)
+    foreign = make_user(Role.BODY_STAFF, CITY_B)
+    assert client.get(f"/accounts/users/{foreign.id}").status_code == 404
+    response = client.post_form(f"/accounts/users/{foreign.id}/disable", {"version": "1"}, token_from="/account")
+    assert response.status_code == 404
+    db_session.refresh(foreign)
+    assert foreign.is_active
+    denied = entries(db_session, "authz.denied")
+    assert len(denied) == 2 and {e.actor_user_id for e in denied} == {admin.id}
+    assert {e.target_body_code for e in denied} == {CITY_B}
