@@ -81,9 +81,11 @@ def _register_blueprints(app: Flask, csrf: Any) -> None:
     from pmo.api.views import bp as api_bp
     from pmo.audit.views import bp as audit_bp
     from pmo.home.views import bp as home_bp
+    from pmo.ops import views as ops_views
     from pmo.orgs.views import bp as orgs_bp
 
-    for blueprint in (home_bp, accounts_bp, orgs_bp, audit_bp):
+    ops_views.init_app(app)
+    for blueprint in (home_bp, accounts_bp, orgs_bp, audit_bp, ops_views.bp):
         app.register_blueprint(blueprint)
     # The API authenticates with Bearer tokens only (no cookies), so CSRF does not apply to it.
     csrf.exempt(api_bp)
