@@ -16,7 +16,7 @@ from pmo.audit.models import AuditEntry
 from pmo.core import clock
 from tests.conftest import CITY_A, CITY_B, TEST_PASSWORD
 
-T0 = dt.datetime(2026, 4, 1, 0, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 4, 1, 0, 0, tzinfo=dt.UTC)
 
 
 def page_version(client, path):

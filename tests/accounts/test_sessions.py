@@ -12,7 +12,7 @@ from pmo.orgs.models import Body
 from tests.conftest import CITY_A, CITY_C, TEST_PASSWORD
 
 COOKIE = "__Host-pmo_session"
-T0 = dt.datetime(2026, 4, 1, 0, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 4, 1, 0, 0, tzinfo=dt.UTC)
 
 
 def login(client, user, password=TEST_PASSWORD):

@@ -73,7 +73,7 @@ def test_a_revoked_token_is_refused(app, client, auth, db_session):
 
 
 def test_an_expired_token_is_refused(app, client, auth):
-    clock.freeze(dt.datetime(2026, 4, 1, tzinfo=dt.timezone.utc))
+    clock.freeze(dt.datetime(2026, 4, 1, tzinfo=dt.UTC))
     auth.login(role=Role.BODY_STAFF, body=CITY_A)
     token = new_token(client)
     api = app.test_client()

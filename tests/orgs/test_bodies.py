@@ -29,7 +29,7 @@ def test_a_ministry_officer_sees_every_body(client, auth, db_session):
     assert total(client.get("/bodies/")) == 1788 + 47
     assert total(client.get("/bodies/?kind=prefecture")) == 47
     assert total(client.get("/bodies/?kind=union")) == 47
-    assert total(client.get(f"/bodies/?prefecture=02")) == db_session.scalar(
+    assert total(client.get("/bodies/?prefecture=02")) == db_session.scalar(
         sa.select(sa.func.count()).select_from(Body).where(Body.prefecture_code == "02"))
 
 

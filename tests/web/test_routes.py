@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
+import flask_wtf.csrf
 import pytest
 import sqlalchemy as sa
-import flask_wtf.csrf
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from pmo.accounts.models import ApiToken, Role
@@ -16,7 +16,11 @@ from tests.conftest import CITY_A, TEST_PASSWORD
 from tests.web.routes import UNSAFE, method_cases, rules, sample_url
 
 # Reachable without login. Anything not listed here must declare a permission with @require.
-PUBLIC = {"static", "home.index", "accounts.login", "api.openapi"}
+PUBLIC = {
+    "static", "home.index", "accounts.login", "api.openapi",
+    "ops.healthz",  # health for the load balancer, no internals
+    "ops.metrics",  # checks its own token or a local caller
+}
 CSRF_PAGE = "画面を再読み込みしてください"
 
 
@@ -177,7 +181,7 @@ def write_spy(connection):
     (Role.PREFECTURE_STAFF, {"body_code": "010006"}),
 ])
 def test_safe_methods_never_write(app, client, make_user, write_spy, role, where):
-    clock.freeze(dt.datetime(2026, 4, 1, tzinfo=dt.timezone.utc))
+    clock.freeze(dt.datetime(2026, 4, 1, tzinfo=dt.UTC))
     subject = make_user(Role.BODY_STAFF, CITY_A)
     if role is not None:
         login(client, make_user(role, **where))
@@ -226,3 +230,10 @@ def test_the_referrer_policy_keeps_same_origin_referers(client):
     for path in ("/login", "/", "/nowhere", "/static/css/pmo.css"):
         policy = client.get(path).headers.get("Referrer-Policy")
         assert policy in ("strict-origin-when-cross-origin", "same-origin"), path
+
+
+def test_metrics_refuse_a_remote_caller_without_the_token(app):
+    remote = app.test_client()
+    remote.environ_base["REMOTE_ADDR"] = "203.0.113.5"
+    assert remote.get("/metrics").status_code == 403
+    assert remote.get("/metrics", headers={"X-Forwarded-For": "127.0.0.1"}).status_code == 403
