@@ -237,3 +237,16 @@ def test_metrics_refuse_a_remote_caller_without_the_token(app):
     remote.environ_base["REMOTE_ADDR"] = "203.0.113.5"
     assert remote.get("/metrics").status_code == 403
     assert remote.get("/metrics", headers={"X-Forwarded-For": "127.0.0.1"}).status_code == 403
+
+
+def test_the_only_write_of_a_get_is_the_sessions_last_seen_once_a_minute(app, client, make_user, write_spy):
+    """The deliberate exception to CSRF-02: the idle timeout needs last_seen, written at most each minute."""
+    clock.freeze(dt.datetime(2026, 4, 1, tzinfo=dt.UTC))
+    login(client, make_user(Role.BODY_STAFF, CITY_A))
+    write_spy.clear()
+    client.get("/bodies/")
+    assert write_spy == []
+    clock.advance(dt.timedelta(seconds=app.config["SESSION_TOUCH_SECONDS"] + 1))
+    client.get("/bodies/")
+    client.get("/bodies/")
+    assert len(write_spy) == 1 and write_spy[0].startswith("UPDATE user_sessions")
