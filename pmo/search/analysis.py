@@ -53,8 +53,18 @@ JA_GAP = re.compile(f"(?<=[{_JA_CLASS}])\\s+(?=[{_JA_CLASS}])")
 _KANA_FOLD = {code: code + 0x60 for code in range(0x3041, 0x3097)} | {0x309D: 0x30FD, 0x309E: 0x30FE}
 
 
+# CJK Radicals Supplement characters that PDF extraction emits for ordinary kanji
+# (国⺠ for 国民). Unlike the Kangxi radicals (⽤ -> 用) NFKC leaves them alone;
+# these are their Unicode "equivalent unified ideographs" as used in Japanese.
+_RADICALS = str.maketrans(
+    "⺠⻑⻘⻝⻄⻤⻣⻨⻩⻫⻭⻯⻲⻆",
+    "民長青食西鬼骨麦黄斉歯竜亀角",
+)
+_FOLD = _KANA_FOLD | _RADICALS
+
+
 def _fold(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).lower().translate(_KANA_FOLD)
+    return unicodedata.normalize("NFKC", text).lower().translate(_FOLD)
 
 
 class _PieceTable(dict):
@@ -88,7 +98,8 @@ def _pieces(text: str) -> tuple[list[str], dict[int, int]]:
     """Return the normalised piece of every character and the spans of merged groups."""
     pieces = list(map(_PIECES.__getitem__, text))
     group_end: dict[int, int] = {}
-    if _PIECES.combiners and not _PIECES.combiners.isdisjoint(text):
+    # tuple(): another thread may add to the set meanwhile; it holds a handful of marks.
+    if any(mark in text for mark in tuple(_PIECES.combiners)):
         base = -1
         for i, char in enumerate(text):
             if char in _PIECES.combiners and base >= 0:
@@ -105,8 +116,8 @@ def normalize(text: str) -> str:
     """Return ``text`` in the one spelling both the index and queries use.
 
     NFKC (full-width letters and digits, half-width katakana, Kangxi radicals),
-    lower case, hiragana folded to katakana, whitespace between Japanese
-    characters removed.
+    lower case, hiragana folded to katakana, common CJK supplement radicals
+    mapped to kanji, whitespace between Japanese characters removed.
     """
     if not text:
         return ""

@@ -26,7 +26,6 @@ import os
 import re
 import shutil
 import threading
-import unicodedata
 import uuid
 import zlib
 from collections import Counter, OrderedDict
@@ -78,8 +77,10 @@ SNIPPET_CHARS = 120
 TITLE_BOOST = 2.0
 
 _TOKEN_RE = re.compile(r"[^\s,]+")
-# Dropped from snippets: they can reorder the displayed text (Trojan Source style).
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_SPACE_RE = re.compile(r"\s+")
+# Dropped from snippets: control characters, and bidi overrides that can reorder
+# the displayed text (Trojan Source style).
+_UNSAFE_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _GEN_PREFIX = "gen-"
 _GEN_TIME_FORMAT = "%Y%m%dT%H%M%S%fZ"
 _CURRENT = "current"
@@ -260,37 +261,35 @@ def _find_spans(norm_text: str, parts: Iterable[str], limit: int = 100) -> list[
     return spans
 
 
+def _merge(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sort and merge overlapping or touching spans."""
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+        else:
+            merged.append((a, b))
+    return merged
+
+
 def _render(text: str, start: int, end: int, marks: list[tuple[int, int]]) -> str:
-    """Escape text[start:end], wrap marked ranges in <mark>, tidy whitespace."""
-    marked = bytearray(end - start)
-    for a, b in marks:
-        for i in range(max(a, start), min(b, end)):
-            marked[i - start] = 1
-    dropped = set()
-    for gap in JA_GAP.finditer(text, start, end):
-        dropped.update(range(gap.start(), gap.end()))
+    """Escape text[start:end] and wrap the marked ranges in <mark>.
+
+    Whitespace inside Japanese text (PDF line breaks) is dropped, other runs of
+    whitespace become one space, control and bidi-override characters go.
+    """
+    window = text[start:end]
+    # Length-preserving, so mark offsets stay valid: gaps become NULs, removed below.
+    window = JA_GAP.sub(lambda gap: "\0" * len(gap.group()), window)
+    cuts = sorted({0, len(window)} | {min(max(p - start, 0), len(window)) for span in marks for p in span})
     out: list[str] = []
-    in_mark = False
-    last_space = False
-    for i in range(start, end):
-        char = text[i]
-        if i in dropped:
+    for a, b in zip(cuts, cuts[1:]):
+        piece = _UNSAFE_RE.sub("", _SPACE_RE.sub(" ", window[a:b].replace("\0", "")))
+        if not piece:
             continue
-        if marked[i - start] != in_mark:
-            in_mark = not in_mark
-            out.append("<mark>" if in_mark else "</mark>")
-        if char.isspace():
-            if not last_space:
-                out.append(" ")
-            last_space = True
-            continue
-        last_space = False
-        if unicodedata.category(char) == "Cc" or char in _BIDI_CONTROLS:
-            continue
-        out.append(html.escape(char))
-    if in_mark:
-        out.append("</mark>")
-    return "".join(out)
+        inside = any(m_start <= start + a and start + b <= m_end for m_start, m_end in marks)
+        out.append(f"<mark>{html.escape(piece)}</mark>" if inside else html.escape(piece))
+    return "".join(out).replace("</mark><mark>", "")
 
 
 def make_snippet(text: str, parts: Iterable[str], width: int | None = SNIPPET_CHARS) -> Markup:
@@ -305,7 +304,7 @@ def make_snippet(text: str, parts: Iterable[str], width: int | None = SNIPPET_CH
         return Markup("")
     # Map offsets only for the first chunk with a match: the map is built in
     # Python, the quick check per chunk is not.
-    chunk = 1000 if width is not None else len(text)
+    chunk = 400 if width is not None else len(text)
     overlap = 2 * max(map(len, parts), default=0) + 100
     for offset in range(0, len(text), chunk):
         piece = text[offset : offset + chunk + overlap]
@@ -313,7 +312,7 @@ def make_snippet(text: str, parts: Iterable[str], width: int | None = SNIPPET_CH
         if not any(p in quick for p in parts):
             continue
         norm = normalize_with_map(piece)
-        spans = sorted(
+        spans = _merge(
             (offset + norm.starts[a], offset + norm.ends[b - 1]) for a, b in _find_spans(norm.text, parts)
         )
         if width is None:

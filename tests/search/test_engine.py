@@ -96,6 +96,7 @@ def test_backend_satisfies_protocol(built):
         ("介\n護保険", "介護保険"),
         ("介　護", "介護"),
         ("⽤語", "用語"),
+        ("国⺠", "国民"),
         ("FAQ 一覧", "faq 一覧"),
     ],
 )
@@ -393,5 +394,7 @@ def test_invalid_documents_are_rejected():
         doc(1, "x", kind="blog")
     with pytest.raises(ValueError):
         doc(1, "x", visibility={"a,b"})
+    with pytest.raises(ValueError):
+        doc(1, "x", visibility={"public\n"})
     with pytest.raises(TypeError):
         SearchQuery("x", "public")  # type: ignore[arg-type]
