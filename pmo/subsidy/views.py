@@ -35,7 +35,8 @@ FLAG_LABELS = {
 @bp.app_context_processor
 def _labels() -> dict[str, Any]:
     return {"FISCAL_PROJECTS": rules.FISCAL_PROJECTS, "FLAG_LABELS": FLAG_LABELS, "Category": Category,
-            "EVENT_LABELS": EVENT_LABELS, "ACTION_LABELS": ACTION_LABELS}
+            "EVENT_LABELS": EVENT_LABELS, "ACTION_LABELS": ACTION_LABELS,
+            "rate_label": lambda rate: "10/10" if rate == 1 else f"{rate.numerator}/{rate.denominator}"}
 
 
 def _fy() -> int:
