@@ -81,12 +81,14 @@ def _register_blueprints(app: Flask, csrf: Any) -> None:
     from pmo.api.views import bp as api_bp
     from pmo.audit.views import bp as audit_bp
     from pmo.home.views import bp as home_bp
+    from pmo.ops import views as ops_views
     from pmo.orgs.views import bp as orgs_bp
 
     from pmo.subsidy.views import api_bp as subsidy_api_bp
     from pmo.subsidy.views import bp as subsidy_bp
 
-    for blueprint in (home_bp, accounts_bp, orgs_bp, audit_bp, subsidy_bp):
+    ops_views.init_app(app)
+    for blueprint in (home_bp, accounts_bp, orgs_bp, audit_bp, ops_views.bp, subsidy_bp):
         app.register_blueprint(blueprint)
     csrf.exempt(subsidy_api_bp)
     app.register_blueprint(subsidy_api_bp)

@@ -234,7 +234,11 @@ def register_commands(app: Flask) -> None:
 
 
 # Domains add their command groups here ("module:group").
-DOMAIN_COMMANDS: list[str] = ["pmo.subsidy.cli:subsidy"]
+DOMAIN_COMMANDS: list[str] = [
+    "pmo.ops.cli:backup",
+    "pmo.ops.cli:restore",
+    "pmo.subsidy.cli:subsidy",
+]
 
 
 def _register_domain_commands(app: Flask) -> None:
