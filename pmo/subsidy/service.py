@@ -103,15 +103,15 @@ def _check_version(kind: str, current: int, given: int | None, mine: str = "", t
 
 
 def decode_upload(data: bytes, filename: str) -> str:
-    """Decode an uploaded CSV as UTF-8 (with or without BOM) or cp932; refuse anything else."""
-    if b"\x00" in data[:4096]:
-        raise ValidationFailed([Problem("file", f"{filename}: CSVファイル（テキスト）ではありません。")])
-    for encoding in ("utf-8-sig", "cp932"):
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise ValidationFailed([Problem("file", f"{filename}: 文字コードを読み取れません（UTF-8 または Shift_JIS で保存してください）。")])
+    """Check an uploaded CSV by its content and decode it (UTF-8 with or without BOM, or cp932)."""
+    from pmo.core import files
+
+    try:
+        info = files.inspect_upload(data, filename, {"csv"}, 5 * 1024 * 1024)
+    except files.UploadRejected as exc:
+        raise ValidationFailed([Problem("file", exc.message)]) from exc
+    encoding = "utf-8-sig" if (info.encoding or "utf-8") == "utf-8" else info.encoding
+    return data.decode(encoding or "utf-8-sig")
 
 
 def tables_in_force(session: Session) -> dict[int, BaseTable]:

@@ -149,6 +149,7 @@ def test_estimate_with_wrong_columns_is_refused_whole(page, live_server, tmp_pat
     page.get_by_label("見積明細ファイル（xlsx・CSV）").set_input_files(str(bad))
     page.get_by_role("button", name="登録してチェックする").click()
     error = page.locator(".error-summary").inner_text()
-    assert "bad.csv 1行目（見出し）" in error and "必要な列がありません: 作業項目、作業者区分、単位、工数" in error
+    assert "bad.csv 1行目 列『作業項目』: 列『作業項目』がありません" in error
+    assert "想定していない列『作業』があります" in error
     page.goto("/subsidy/bodies/012041?fy=2014")
     assert "見積はまだありません" in page.locator("main").inner_text()

@@ -168,3 +168,13 @@ def test_finance_report_totals_and_xlsx(client, auth, db_session, body, make_use
     rows = [[c.value for c in r] for r in wb["区分別"].iter_rows(min_row=3)]
     national_pension = next(r for r in rows if r[0] == "全国" and r[1] == "国民年金・特別児童扶養手当分")
     assert national_pension[3] == 100_000 and national_pension[4] == 0
+
+
+def test_estimate_upload_that_is_not_a_table_is_refused(client, auth, db_session):
+    auth.login(role=Role.BODY_STAFF, body=CITY_A)
+    url = f"/subsidy/bodies/{CITY_A}/estimates/new"
+    response = client.post_form(url, {"fy": "2014", "system": "国民健康保険", "vendor": "A社",
+                                      "file": (io.BytesIO(b"PK\x03\x04 not really"), "a.xlsx")}, token_from=url,
+                                content_type="multipart/form-data")
+    assert response.status_code == 422 and "a.xlsx" in response.get_data(as_text=True)
+    assert db_session.scalar(select(Estimate.id)) is None
