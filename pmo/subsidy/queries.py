@@ -72,7 +72,7 @@ def finance_report(session: Session, actor: Actor, fiscal_year: int) -> tuple[Re
     from pmo.orgs.service import scope_filter
 
     service.check_fiscal_year(fiscal_year)
-    table = service.rules_table(session)
+    loaded = service.preload(session, fiscal_year)
     body_ids = set(session.scalars(scope_filter(
         select(Body.id).join(Registration, Registration.body_id == Body.id).where(Registration.fiscal_year == fiscal_year),
         actor, Permission.SUBSIDY_VIEW)))
@@ -89,14 +89,14 @@ def finance_report(session: Session, actor: Actor, fiscal_year: int) -> tuple[Re
     for body in sorted(bodies, key=lambda b: b.code):
         pref_name = body.name if body.kind is BodyKind.PREFECTURE else (body.prefecture.name if body.prefecture else "")
         group = prefectures.setdefault(body.prefecture_code, ReportGroup(pref_name, body.prefecture_code))
-        bases = service.body_bases(session, None, body, fiscal_year, table=table)
+        bases = service.body_bases(session, None, body, fiscal_year, loaded=loaded)
         for s in bases.systems:
             if s.registered:
                 for g in (national, group):
                     g.by_system[s.system].base += s.allocated
                     g.by_category[s.category].base += s.allocated
         for app in by_body.get(body.id, []):
-            grant = service.application_grant(session, app, table=table)
+            grant = service.application_grant(session, app, bases=bases)
             for category, cg in grant.result.categories.items():
                 for g in (national, group):
                     t = g.by_category[category]

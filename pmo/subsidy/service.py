@@ -322,12 +322,27 @@ def transfer_adjustments(session: Session, body: Body, fiscal_year: int) -> dict
     return dict(out)
 
 
+_FACTOR_CACHE: dict[tuple[Any, ...], dict[Category, BudgetFactor]] = {}
+
+
 def budget_factors(session: Session, table: rules.BaseTable, fiscal_year: int) -> dict[Category, BudgetFactor]:
-    """The budget factor of each category: budget / Σ bases of every registered body when exceeded."""
+    """The budget factor of each category: budget / Σ bases of every registered body when exceeded.
+
+    Summing every body's bases takes seconds nationwide, so the result is kept per process and
+    reused while the tables, budgets and registrations are unchanged (their fingerprint is read
+    on every call: a cheap aggregate query).
+    """
     set_budgets = budgets(session, fiscal_year)
     out = {c: BudgetFactor(c, None, 0, Fraction(1)) for c in Category}
     if not set_budgets:
         return out
+    stats = session.execute(select(func.count(Registration.id), func.max(Registration.id))
+                            .where(Registration.fiscal_year == fiscal_year)).one()
+    key = (str(session.get_bind().url), fiscal_year, tuple(stats),
+           tuple(sorted((c.value, b.amount) for c, b in set_budgets.items())),
+           tuple(sorted((k, tuple(v)) for k, v in table.curves.items() if k.fiscal_year == fiscal_year)))
+    if key in _FACTOR_CACHE:
+        return dict(_FACTOR_CACHE[key])
     bases: dict[Category, dict[tuple[int, System], int]] = {c: {} for c in Category}
     rows = session.execute(select(Registration.body_id, Registration.system, Body.kind, Body.population)
                            .join(Body, Body.id == Registration.body_id)
@@ -344,20 +359,53 @@ def budget_factors(session: Session, table: rules.BaseTable, fiscal_year: int) -
     for category, budget in set_budgets.items():
         _, factor = rules.scale_to_budget(bases[category], budget.amount)
         out[category] = BudgetFactor(category, budget.amount, sum(bases[category].values()), factor)
+    if len(_FACTOR_CACHE) > 32:
+        _FACTOR_CACHE.clear()
+    _FACTOR_CACHE[key] = dict(out)
     return out
 
 
+@dataclass
+class Preloaded:
+    """Everything ``body_bases`` reads, loaded once for many bodies (reports, benchmarks)."""
+
+    table: rules.BaseTable
+    tables: Mapping[int, BaseTable]
+    factors: Mapping[Category, BudgetFactor]
+    registrations: Mapping[int, dict[System, Registration]]
+    adjustments: Mapping[int, dict[System, int]]
+
+
+def preload(session: Session, fiscal_year: int) -> Preloaded:
+    """Load the tables, budget factors, registrations and transfers of a fiscal year in a few queries."""
+    table = rules_table(session)
+    regs: dict[int, dict[System, Registration]] = defaultdict(dict)
+    for reg in session.scalars(select(Registration).where(Registration.fiscal_year == fiscal_year)):
+        regs[reg.body_id][System(reg.system)] = reg
+    adjust: dict[int, dict[System, int]] = defaultdict(lambda: defaultdict(int))
+    for t in session.scalars(select(UnionTransfer).where(UnionTransfer.fiscal_year == fiscal_year)):
+        adjust[t.member_id][System(t.system)] -= t.amount
+        adjust[t.union_id][System(t.system)] += t.amount
+    return Preloaded(table, tables_in_force(session), budget_factors(session, table, fiscal_year), regs, adjust)
+
+
 def body_bases(session: Session, actor: Actor | None, body: Body, fiscal_year: int,
-               *, table: rules.BaseTable | None = None) -> BodyBases:
+               *, table: rules.BaseTable | None = None, loaded: Preloaded | None = None) -> BodyBases:
     """Compute the base of every eligible system of ``body``: table → budget → transfers → 配分."""
     if actor is not None:
         ensure_can(session, actor, Permission.SUBSIDY_VIEW, body)
     check_fiscal_year(fiscal_year)
-    table = table if table is not None else rules_table(session)
     kind = body_kind(body)
-    regs = registrations(session, body, fiscal_year)
-    adjust = transfer_adjustments(session, body, fiscal_year)
-    factors = budget_factors(session, table, fiscal_year)
+    if loaded is not None:
+        table, tables, factors = loaded.table, loaded.tables, loaded.factors
+        regs = loaded.registrations.get(body.id, {})
+        adjust = dict(loaded.adjustments.get(body.id, {}))
+    else:
+        table = table if table is not None else rules_table(session)
+        tables = tables_in_force(session)
+        regs = registrations(session, body, fiscal_year)
+        adjust = transfer_adjustments(session, body, fiscal_year)
+        factors = budget_factors(session, table, fiscal_year)
     population = body.population or 0
     systems = [s for s in System if s in rules.ELIGIBLE_SYSTEMS[kind] or s in adjust or s in regs]
     out, missing = [], []
@@ -378,8 +426,7 @@ def body_bases(session: Session, actor: Actor | None, body: Body, fiscal_year: i
         allocated = reg.allocated if allocation_set else effective  # type: ignore[union-attr]
         out.append(SystemBase(system, rules.SYSTEM_CATEGORY[system], reg is not None, working, table_base, scaled,
                               adjust.get(system, 0), effective, allocated or 0, allocation_set))
-    return BodyBases(body, fiscal_year, kind, population, tables_in_force(session).get(fiscal_year), tuple(out),
-                     factors, tuple(missing))
+    return BodyBases(body, fiscal_year, kind, population, tables.get(fiscal_year), tuple(out), factors, tuple(missing))
 
 
 def registration_token(regs: Mapping[System, Registration]) -> str:
@@ -659,6 +706,8 @@ class ApplicationGrant:
 
 
 def _earlier_grants(session: Session, app: Application) -> dict[Category, int]:
+    if app.round <= 1:
+        return {c: 0 for c in Category}
     rows = session.scalars(select(Application).where(
         Application.body_id == app.body_id, Application.fiscal_year == app.fiscal_year,
         Application.kind == ApplicationKind.APPLICATION, Application.state == ApplicationState.APPROVED,
@@ -670,9 +719,10 @@ def _earlier_grants(session: Session, app: Application) -> dict[Category, int]:
     return out
 
 
-def application_grant(session: Session, app: Application, *, table: rules.BaseTable | None = None) -> ApplicationGrant:
+def application_grant(session: Session, app: Application, *, loaded: Preloaded | None = None,
+                      bases: BodyBases | None = None) -> ApplicationGrant:
     """Compute §5 for an application (or the recomputed grant and settlement of a 実績報告)."""
-    bases = body_bases(session, None, app.body, app.fiscal_year, table=table)
+    bases = bases if bases is not None else body_bases(session, None, app.body, app.fiscal_year, loaded=loaded)
     allocated = bases.allocated_bases()
     lines = [line for line in app.lines if System(line.system) in allocated]
     costs = {System(line.system): line.cost for line in lines}
