@@ -322,46 +322,48 @@ def transfer_adjustments(session: Session, body: Body, fiscal_year: int) -> dict
     return dict(out)
 
 
-_FACTOR_CACHE: dict[tuple[Any, ...], dict[Category, BudgetFactor]] = {}
+_FACTOR_CACHE: dict[str, dict[Category, int]] = {}
 
 
 def budget_factors(session: Session, table: rules.BaseTable, fiscal_year: int) -> dict[Category, BudgetFactor]:
     """The budget factor of each category: budget / Σ bases of every registered body when exceeded.
 
-    Summing every body's bases takes seconds nationwide, so the result is kept per process and
-    reused while the tables, budgets and registrations are unchanged (their fingerprint is read
-    on every call: a cheap aggregate query).
+    Summing every body's bases takes about a second nationwide, so the sum is kept per process,
+    keyed by a digest of exactly what it depends on: the curves, and every registered body's kind,
+    population and system (one query, read on every call).
     """
     set_budgets = budgets(session, fiscal_year)
     out = {c: BudgetFactor(c, None, 0, Fraction(1)) for c in Category}
     if not set_budgets:
         return out
-    stats = session.execute(select(func.count(Registration.id), func.max(Registration.id))
-                            .where(Registration.fiscal_year == fiscal_year)).one()
-    key = (str(session.get_bind().url), fiscal_year, tuple(stats),
-           tuple(sorted((c.value, b.amount) for c, b in set_budgets.items())),
-           tuple(sorted((k, tuple(v)) for k, v in table.curves.items() if k.fiscal_year == fiscal_year)))
-    if key in _FACTOR_CACHE:
-        return dict(_FACTOR_CACHE[key])
-    bases: dict[Category, dict[tuple[int, System], int]] = {c: {} for c in Category}
     rows = session.execute(select(Registration.body_id, Registration.system, Body.kind, Body.population)
                            .join(Body, Body.id == Registration.body_id)
-                           .where(Registration.fiscal_year == fiscal_year))
-    for body_id, system_name, kind, population in rows:
-        if kind is OrgKind.UNION:
-            continue
-        system = System(system_name)
-        try:
-            amount = rules.base_amount(table, fiscal_year, kind.subsidy_kind, system, population or 0).amount
-        except rules.SubsidyInputError:
-            continue
-        bases[rules.SYSTEM_CATEGORY[system]][(body_id, system)] = amount
+                           .where(Registration.fiscal_year == fiscal_year)
+                           .order_by(Registration.body_id, Registration.system)).all()
+    digest = hashlib.sha256(repr((
+        fiscal_year, [(r[0], r[1], r[2].value, r[3]) for r in rows],
+        sorted((str(k), tuple((p.population, p.amount) for p in v)) for k, v in table.curves.items()
+               if k.fiscal_year == fiscal_year))).encode()).hexdigest()
+    totals = _FACTOR_CACHE.get(digest)
+    if totals is None:
+        bases: dict[Category, dict[tuple[int, System], int]] = {c: {} for c in Category}
+        for body_id, system_name, kind, population in rows:
+            if kind is OrgKind.UNION:
+                continue
+            system = System(system_name)
+            try:
+                amount = rules.base_amount(table, fiscal_year, kind.subsidy_kind, system, population or 0).amount
+            except rules.SubsidyInputError:
+                continue
+            bases[rules.SYSTEM_CATEGORY[system]][(body_id, system)] = amount
+        totals = {c: sum(bases[c].values()) for c in Category}
+        if len(_FACTOR_CACHE) > 32:
+            _FACTOR_CACHE.clear()
+        _FACTOR_CACHE[digest] = totals
     for category, budget in set_budgets.items():
-        _, factor = rules.scale_to_budget(bases[category], budget.amount)
-        out[category] = BudgetFactor(category, budget.amount, sum(bases[category].values()), factor)
-    if len(_FACTOR_CACHE) > 32:
-        _FACTOR_CACHE.clear()
-    _FACTOR_CACHE[key] = dict(out)
+        # scale_to_budget decides the factor from the total alone (budget / sum when exceeded).
+        _, factor = rules.scale_to_budget({category: totals[category]}, budget.amount)
+        out[category] = BudgetFactor(category, budget.amount, totals[category], factor)
     return out
 
 
