@@ -286,7 +286,10 @@ def _estimate_form(code: str, problems: list[str] | None = None, status: int = 2
     systems = [s for s in System if s in rules.ELIGIBLE_SYSTEMS[service.body_kind(body)]
                or s in service.registrations(db, body, _fy())]
     return render_template("subsidy/estimate_new.html", body=body, fy=_fy(), systems=systems,
-                           problems=problems or [], values=request.form), status
+                           problems=problems or [], values=request.form, rows=NEW_GRID_ROWS), status
+
+
+NEW_GRID_ROWS = 10
 
 
 @bp.route("/bodies/<code>/estimates/new", methods=["GET", "POST"])
@@ -302,11 +305,16 @@ def new_estimate(code: str) -> Any:
         if problems:
             raise ValidationFailed(problems)
         upload = request.files.get("file")
-        if upload is None or not upload.filename:
-            raise ValidationFailed([Problem("file", "見積明細のファイル（xlsx または CSV）を選んでください。")])
-        name = upload.filename.rsplit("/", 1)[-1].rsplit("\\", 1)[-1][:200]
-        rows = tables.read_estimate_file(upload.read(), name)
-        lines = service.parse_estimate_rows(rows, where=f"{name} ")
+        if upload is not None and upload.filename:
+            name = upload.filename.rsplit("/", 1)[-1].rsplit("\\", 1)[-1][:200]
+            rows = tables.read_estimate_file(upload.read(), name)
+            lines = service.parse_estimate_rows(rows, where=f"{name} ")
+        else:
+            grid = forms.estimate_grid(request.form, NEW_GRID_ROWS)
+            if not any(v.strip() for _, cells in grid for v in cells.values()):
+                raise ValidationFailed([Problem("file", "見積明細のファイル（xlsx または CSV）を選ぶか、明細を画面で入力してください。")])
+            name = None
+            lines = service.parse_estimate_rows(grid, where="明細 ")
         data = service.EstimateInput(forms.system(request.form.get("system")), forms.fiscal_year(request.form.get("fy")),
                                      request.form.get("vendor", ""), stated, lines, name)
         estimate = service.create_estimate(db, actor, body, data)
@@ -582,3 +590,22 @@ def _domain_error(exc: DomainError) -> Any:
 
 bp.register_error_handler(DomainError, _domain_error)
 api_bp.register_error_handler(DomainError, _domain_error)
+
+
+def _home_panel(session: Any, actor: Any) -> dict[str, Any] | None:
+    """Home page: applications waiting for this actor, or the body's own applications."""
+    if not can(actor, Permission.SUBSIDY_VIEW):
+        return None
+    pending = service.pending_applications(session, actor)
+    own = []
+    if actor.body is not None and can(actor, Permission.SUBSIDY_APPLY):
+        body = service.find_body(session, actor.body.code)
+        own = [a for a in service.applications_of(session, body) if a.state.value != "approved"]
+    if not pending and not own:
+        return None
+    return {"title": "補助金の手続", "template": "subsidy/_home_panel.html", "pending": pending, "own": own}
+
+
+from pmo.home.views import home_panels  # noqa: E402
+
+home_panels.append(_home_panel)

@@ -178,3 +178,32 @@ def test_estimate_upload_that_is_not_a_table_is_refused(client, auth, db_session
                                 content_type="multipart/form-data")
     assert response.status_code == 422 and "a.xlsx" in response.get_data(as_text=True)
     assert db_session.scalar(select(Estimate.id)) is None
+
+
+def test_home_shows_waiting_applications_to_the_prefecture(client, auth, db_session, body, make_user):
+    from pmo.accounts.service import actor_for
+
+    staff = actor_for(make_user(Role.BODY_STAFF, CITY_A))
+    service.register_systems(db_session, staff, body(CITY_A), 2014, {service.System.NATIONAL_PENSION}, service.registration_token({}))
+    app = service.create_application(db_session, staff, body(CITY_A), 2014)
+    service.update_lines(db_session, staff, app, [service.LineInput(service.System.NATIONAL_PENSION, 100_000, 0)], app.version)
+    service.submit_application(db_session, staff, app, app.version)
+    db_session.commit()
+    auth.login(role=Role.PREFECTURE_STAFF, body=PREF_X)
+    html = client.get("/").get_data(as_text=True)
+    assert "補助金の手続" in html and "確認・承認を待っている申請が <strong>1件</strong>" in html
+
+
+def test_estimate_entered_on_screen_is_stored_and_checked(client, auth, db_session):
+    auth.login(role=Role.BODY_STAFF, body=CITY_A)
+    url = f"/subsidy/bodies/{CITY_A}/estimates/new"
+    response = client.post_form(url, {"fy": "2014", "system": "国民健康保険", "vendor": "画面入力社",
+                                      "l-1-phase": "設計", "l-1-item": "基本設計", "l-1-worker": "SE",
+                                      "l-1-price": "1,000,000", "l-1-unit": "人月", "l-1-effort": "1.5", "l-1-amount": "1500000",
+                                      "l-2-phase": "開発", "l-2-item": "改修一式", "l-2-worker": "SE", "l-2-amount": "900000"},
+                                token_from=url)
+    assert response.status_code == 302
+    est = db_session.scalar(select(Estimate).where(Estimate.vendor == "画面入力社"))
+    assert [line.amount for line in est.lines] == [1_500_000, 900_000]
+    html = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "一式計上" in html
