@@ -326,3 +326,32 @@ def test_keywords_are_editable_and_stale_edits_refused(db_session, actor):
     assert service.keywords(db_session) == ["影響度調査", "独自利用"]
     with pytest.raises(Conflict):
         service.save_keywords(db_session, finance, "x", service.keywords_token(words))
+
+
+def test_a_prefectures_own_application_goes_straight_to_the_ministry(db_session, actor, register, body):
+    pref = actor(Role.PREFECTURE_STAFF, PREF_X)
+    register(pref, PREF_X, {System.PUBLIC_ASSISTANCE})
+    app = service.create_application(db_session, pref, body(PREF_X), 2014)
+    service.update_lines(db_session, pref, app, _costs(app, 生活保護=3_000_000), app.version)
+    service.submit_application(db_session, pref, app, app.version)
+    assert service.available_actions(pref, app) == []  # it cannot check its own
+    with pytest.raises(ValidationFailed):
+        service.prefecture_check(db_session, actor(Role.PREFECTURE_STAFF, PREF_X), app, app.version)
+    service.approve_application(db_session, actor(Role.FINANCE_OFFICER), app, app.version)
+    assert app.state is ApplicationState.APPROVED and app.granted_general == 2_000_000
+
+
+def test_a_prefecture_cannot_register_a_municipal_only_system(db_session, actor, register):
+    with pytest.raises(ValidationFailed):
+        register(actor(Role.PREFECTURE_STAFF, PREF_X), PREF_X, {System.NATIONAL_PENSION})
+
+
+def test_seed_is_idempotent_and_loads_the_illustrative_table(db_session):
+    from pmo.paths import data_dir
+
+    before = {fy: t.id for fy, t in service.tables_in_force(db_session).items()}
+    words = service.keywords(db_session)
+    assert set(before) == {2014, 2015, 2016} and all(t.illustrative for t in service.tables_in_force(db_session).values())
+    assert service.seed_base_table(db_session, data_dir("seed")).startswith("基準額表 0年度分")
+    assert {fy: t.id for fy, t in service.tables_in_force(db_session).items()} == before
+    assert service.keywords(db_session) == words and "PIA" in words

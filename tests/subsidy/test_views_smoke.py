@@ -21,3 +21,14 @@ def test_pages_render_for_finance(client, auth):
                 "/subsidy/reports?fy=2014", "/subsidy/reports.xlsx?fy=2014", "/subsidy/base-tables/2014.csv"):
         response = client.get(url)
         assert response.status_code == 200, (url, response.get_data(as_text=True)[-2000:])
+
+
+def test_union_page_renders_for_finance(client, auth, db_session):
+    from sqlalchemy import select
+
+    from pmo.orgs.models import Body, BodyKind
+
+    union = db_session.scalar(select(Body).where(Body.kind == BodyKind.UNION, Body.prefecture_code == "01"))
+    auth.login(role=Role.FINANCE_OFFICER, ministry="mhlw")
+    response = client.get(f"/subsidy/bodies/{union.code}?fy=2014")
+    assert response.status_code == 200 and "一部事務組合・広域連合" in response.get_data(as_text=True)
