@@ -166,7 +166,8 @@ def _num(value: Fraction | int) -> float:
 def _layout(title: str, yaxis: str) -> dict[str, Any]:
     return {
         "title": {"text": title, "font": {"size": 15}},
-        "yaxis": {"title": {"text": yaxis}, "rangemode": "tozero", "separatethousands": True, "tickformat": ",d"},
+        "yaxis": {"title": {"text": yaxis}, "rangemode": "tozero", "separatethousands": True, "tickformat": ",d",
+                  "automargin": True},
         "margin": {"l": 80, "r": 20, "t": 50, "b": 60},
         "showlegend": True,
         "legend": {"orientation": "h", "y": -0.2},
