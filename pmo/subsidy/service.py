@@ -739,10 +739,13 @@ def application_grant(session: Session, app: Application, *, loaded: Preloaded |
     return ApplicationGrant(result, bases, settlement)
 
 
+ACTION_NAMES = {"submitted": "提出", "prefecture_checked": "都道府県確認", "approved": "承認", "returned": "差戻し"}
+
+
 def _transition(session: Session, actor: Actor, app: Application, version: int, action: str,
                 allowed_from: Sequence[ApplicationState], to: ApplicationState, comment: str | None) -> Application:
     _check_version("申請", app.version, version,
-                   mine=f"{action}", theirs=f"状態「{app.state.label}」")
+                   mine=f"操作「{ACTION_NAMES.get(action, action)}」", theirs=f"状態「{app.state.label}」")
     if app.state not in allowed_from:
         raise Conflict(f"この申請は現在「{app.state.label}」のため、この操作はできません。画面を再読み込みしてください。")
     before = app.state

@@ -108,6 +108,7 @@ def test_stale_submit_from_the_screen_is_409(client, auth, db_session, body):
     response = client.post_form(url + "/submit", {"version": version}, token_from=url)
     assert response.status_code == 409
     assert "現在の版" in response.get_data(as_text=True)
+    assert "状態「提出」 ／ あなたの送信内容: 操作「提出」" in response.get_data(as_text=True)
     db_session.expire_all()
     assert db_session.get(Application, app.id).state is ApplicationState.SUBMITTED
 
