@@ -84,9 +84,14 @@ def _register_blueprints(app: Flask, csrf: Any) -> None:
     from pmo.ops import views as ops_views
     from pmo.orgs.views import bp as orgs_bp
 
+    from pmo.subsidy.views import api_bp as subsidy_api_bp
+    from pmo.subsidy.views import bp as subsidy_bp
+
     ops_views.init_app(app)
-    for blueprint in (home_bp, accounts_bp, orgs_bp, audit_bp, ops_views.bp):
+    for blueprint in (home_bp, accounts_bp, orgs_bp, audit_bp, ops_views.bp, subsidy_bp):
         app.register_blueprint(blueprint)
+    csrf.exempt(subsidy_api_bp)
+    app.register_blueprint(subsidy_api_bp)
     # The API authenticates with Bearer tokens only (no cookies), so CSRF does not apply to it.
     csrf.exempt(api_bp)
     app.register_blueprint(api_bp)

@@ -237,6 +237,7 @@ def register_commands(app: Flask) -> None:
 DOMAIN_COMMANDS: list[str] = [
     "pmo.ops.cli:backup",
     "pmo.ops.cli:restore",
+    "pmo.subsidy.cli:subsidy",
 ]
 
 

@@ -6,6 +6,10 @@ from pmo.catalog.models import CatalogVersion, CompletionField, Milestone, Subta
 from pmo.orgs.models import Body, Ministry, UnionMember  # noqa: F401
 from pmo.plans.models import CompletionValue, ImportJob, MonthlySnapshot, Plan, PlanRevision, SnapshotRow  # noqa: F401
 from pmo.settings.models import Setting  # noqa: F401
+from pmo.subsidy.models import (  # noqa: F401
+    Application, ApplicationEvent, ApplicationLine, BaseTable, BaseTableRow, Budget, Estimate, EstimateLine,
+    EstimateNote, NoncoveredKeyword, Registration, UnionTransfer,
+)
 from pmo.db import Base
 
 metadata = Base.metadata

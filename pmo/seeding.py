@@ -17,10 +17,12 @@ from sqlalchemy.orm import Session
 SEED_STEPS: list[str] = [
     "pmo.orgs.service:seed_all",
     "pmo.catalog.service:seed_catalog",
+    "pmo.subsidy.service:seed_base_table",
 ]
 
 DEMO_STEPS: list[str] = [
     "pmo.demo:seed_demo_users",
+    "pmo.subsidy.demo:seed_demo",
 ]
 
 

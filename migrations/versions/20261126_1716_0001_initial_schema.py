@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 16:48:31.826427
+Create Date: 2026-11-26 17:16:09.358093
 """
 from __future__ import annotations
 
@@ -102,6 +102,21 @@ def upgrade() -> None:
     sa.Column('updated_dt', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('key', name=op.f('pk_settings'))
     )
+    op.create_table('subsidy_budgets',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('fiscal_year', sa.Integer(), nullable=False),
+    sa.Column('category', sa.String(length=40), nullable=False),
+    sa.Column('amount', sa.BigInteger(), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_subsidy_budgets')),
+    sa.UniqueConstraint('fiscal_year', 'category', name=op.f('uq_subsidy_budgets_fiscal_year_category'))
+    )
+    op.create_table('subsidy_noncovered_keywords',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('word', sa.String(length=100), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_subsidy_noncovered_keywords')),
+    sa.UniqueConstraint('word', name=op.f('uq_subsidy_noncovered_keywords_word'))
+    )
     op.create_table('work_items',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('code', sa.String(length=2), nullable=False),
@@ -110,6 +125,20 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_work_items')),
     sa.UniqueConstraint('code', name=op.f('uq_work_items_code'))
     )
+    op.create_table('subsidy_registrations',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('body_id', sa.Integer(), nullable=False),
+    sa.Column('fiscal_year', sa.Integer(), nullable=False),
+    sa.Column('system', sa.String(length=40), nullable=False),
+    sa.Column('allocated', sa.BigInteger(), nullable=True),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['body_id'], ['bodies.id'], name=op.f('fk_subsidy_registrations_body_id_bodies')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_subsidy_registrations')),
+    sa.UniqueConstraint('body_id', 'fiscal_year', 'system', name=op.f('uq_subsidy_registrations_body_id_fiscal_year_system'))
+    )
+    with op.batch_alter_table('subsidy_registrations', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_subsidy_registrations_body_id'), ['body_id'], unique=False)
+
     op.create_table('subtasks',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('code', sa.String(length=8), nullable=False),
@@ -269,6 +298,86 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_plans_body_id'), ['body_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_plans_vendor'), ['vendor'], unique=False)
 
+    op.create_table('subsidy_applications',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('body_id', sa.Integer(), nullable=False),
+    sa.Column('fiscal_year', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.Enum('application', 'settlement', name='applicationkind', native_enum=False, length=40), nullable=False),
+    sa.Column('round', sa.Integer(), nullable=False),
+    sa.Column('settles_id', sa.Integer(), nullable=True),
+    sa.Column('state', sa.Enum('draft', 'submitted', 'prefecture_checked', 'approved', 'returned', name='applicationstate', native_enum=False, length=40), nullable=False),
+    sa.Column('created_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('submitted_by_id', sa.Integer(), nullable=True),
+    sa.Column('submitted_dt', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('approved_by_id', sa.Integer(), nullable=True),
+    sa.Column('approved_dt', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('granted_general', sa.BigInteger(), nullable=True),
+    sa.Column('granted_pension', sa.BigInteger(), nullable=True),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['approved_by_id'], ['users.id'], name=op.f('fk_subsidy_applications_approved_by_id_users')),
+    sa.ForeignKeyConstraint(['body_id'], ['bodies.id'], name=op.f('fk_subsidy_applications_body_id_bodies')),
+    sa.ForeignKeyConstraint(['settles_id'], ['subsidy_applications.id'], name=op.f('fk_subsidy_applications_settles_id_subsidy_applications')),
+    sa.ForeignKeyConstraint(['submitted_by_id'], ['users.id'], name=op.f('fk_subsidy_applications_submitted_by_id_users')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_subsidy_applications')),
+    sa.UniqueConstraint('body_id', 'fiscal_year', 'kind', 'round', name=op.f('uq_subsidy_applications_body_id_fiscal_year_kind_round'))
+    )
+    with op.batch_alter_table('subsidy_applications', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_subsidy_applications_body_id'), ['body_id'], unique=False)
+
+    op.create_table('subsidy_base_tables',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('fiscal_year', sa.Integer(), nullable=False),
+    sa.Column('in_force', sa.Boolean(), nullable=False),
+    sa.Column('illustrative', sa.Boolean(), nullable=False),
+    sa.Column('source_name', sa.String(length=200), nullable=False),
+    sa.Column('loaded_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('loaded_by_id', sa.Integer(), nullable=True),
+    sa.Column('loaded_by_login', sa.String(length=64), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['loaded_by_id'], ['users.id'], name=op.f('fk_subsidy_base_tables_loaded_by_id_users')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_subsidy_base_tables'))
+    )
+    with op.batch_alter_table('subsidy_base_tables', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_subsidy_base_tables_fiscal_year'), ['fiscal_year'], unique=False)
+
+    op.create_table('subsidy_estimates',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('body_id', sa.Integer(), nullable=False),
+    sa.Column('system', sa.String(length=40), nullable=False),
+    sa.Column('fiscal_year', sa.Integer(), nullable=False),
+    sa.Column('vendor', sa.String(length=100), nullable=False),
+    sa.Column('stated_total', sa.BigInteger(), nullable=True),
+    sa.Column('source_name', sa.String(length=200), nullable=True),
+    sa.Column('is_demo', sa.Boolean(), nullable=False),
+    sa.Column('created_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_by_id', sa.Integer(), nullable=True),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['body_id'], ['bodies.id'], name=op.f('fk_subsidy_estimates_body_id_bodies')),
+    sa.ForeignKeyConstraint(['created_by_id'], ['users.id'], name=op.f('fk_subsidy_estimates_created_by_id_users')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_subsidy_estimates'))
+    )
+    with op.batch_alter_table('subsidy_estimates', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_subsidy_estimates_body_id'), ['body_id'], unique=False)
+
+    op.create_table('subsidy_union_transfers',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('fiscal_year', sa.Integer(), nullable=False),
+    sa.Column('member_id', sa.Integer(), nullable=False),
+    sa.Column('union_id', sa.Integer(), nullable=False),
+    sa.Column('system', sa.String(length=40), nullable=False),
+    sa.Column('amount', sa.BigInteger(), nullable=False),
+    sa.Column('created_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_by_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['created_by_id'], ['users.id'], name=op.f('fk_subsidy_union_transfers_created_by_id_users')),
+    sa.ForeignKeyConstraint(['member_id'], ['bodies.id'], name=op.f('fk_subsidy_union_transfers_member_id_bodies')),
+    sa.ForeignKeyConstraint(['union_id'], ['bodies.id'], name=op.f('fk_subsidy_union_transfers_union_id_bodies')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_subsidy_union_transfers'))
+    )
+    with op.batch_alter_table('subsidy_union_transfers', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_subsidy_union_transfers_fiscal_year'), ['fiscal_year'], unique=False)
+        batch_op.create_index(batch_op.f('ix_subsidy_union_transfers_member_id'), ['member_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_subsidy_union_transfers_union_id'), ['union_id'], unique=False)
+
     op.create_table('user_sessions',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('sid_hash', sa.String(length=64), nullable=False),
@@ -343,6 +452,78 @@ def upgrade() -> None:
     with op.batch_alter_table('snapshot_rows', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_snapshot_rows_snapshot_id'), ['snapshot_id'], unique=False)
 
+    op.create_table('subsidy_application_events',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('application_id', sa.Integer(), nullable=False),
+    sa.Column('action', sa.String(length=30), nullable=False),
+    sa.Column('from_state', sa.String(length=30), nullable=False),
+    sa.Column('to_state', sa.String(length=30), nullable=False),
+    sa.Column('comment', sa.Text(), nullable=True),
+    sa.Column('actor_id', sa.Integer(), nullable=True),
+    sa.Column('actor_login', sa.String(length=64), nullable=False),
+    sa.Column('at_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['actor_id'], ['users.id'], name=op.f('fk_subsidy_application_events_actor_id_users')),
+    sa.ForeignKeyConstraint(['application_id'], ['subsidy_applications.id'], name=op.f('fk_subsidy_application_events_application_id_subsidy_applications'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_subsidy_application_events'))
+    )
+    op.create_table('subsidy_application_lines',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('application_id', sa.Integer(), nullable=False),
+    sa.Column('system', sa.String(length=40), nullable=False),
+    sa.Column('cost', sa.BigInteger(), nullable=False),
+    sa.Column('other_income', sa.BigInteger(), nullable=False),
+    sa.Column('estimate_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['application_id'], ['subsidy_applications.id'], name=op.f('fk_subsidy_application_lines_application_id_subsidy_applications'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['estimate_id'], ['subsidy_estimates.id'], name=op.f('fk_subsidy_application_lines_estimate_id_subsidy_estimates'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_subsidy_application_lines')),
+    sa.UniqueConstraint('application_id', 'system', name=op.f('uq_subsidy_application_lines_application_id_system'))
+    )
+    op.create_table('subsidy_base_table_rows',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('table_id', sa.Integer(), nullable=False),
+    sa.Column('position', sa.Integer(), nullable=False),
+    sa.Column('body_kind', sa.String(length=20), nullable=False),
+    sa.Column('system', sa.String(length=40), nullable=False),
+    sa.Column('population', sa.BigInteger(), nullable=False),
+    sa.Column('amount', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['table_id'], ['subsidy_base_tables.id'], name=op.f('fk_subsidy_base_table_rows_table_id_subsidy_base_tables'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_subsidy_base_table_rows'))
+    )
+    with op.batch_alter_table('subsidy_base_table_rows', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_subsidy_base_table_rows_table_id'), ['table_id'], unique=False)
+
+    op.create_table('subsidy_estimate_lines',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('estimate_id', sa.Integer(), nullable=False),
+    sa.Column('line_no', sa.Integer(), nullable=False),
+    sa.Column('phase', sa.String(length=40), nullable=False),
+    sa.Column('work_item', sa.String(length=200), nullable=False),
+    sa.Column('worker_class', sa.String(length=40), nullable=False),
+    sa.Column('unit_price', sa.BigInteger(), nullable=True),
+    sa.Column('unit', sa.String(length=4), nullable=True),
+    sa.Column('effort', sa.Numeric(precision=12, scale=3), nullable=True),
+    sa.Column('amount', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['estimate_id'], ['subsidy_estimates.id'], name=op.f('fk_subsidy_estimate_lines_estimate_id_subsidy_estimates'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_subsidy_estimate_lines'))
+    )
+    with op.batch_alter_table('subsidy_estimate_lines', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_subsidy_estimate_lines_estimate_id'), ['estimate_id'], unique=False)
+
+    op.create_table('subsidy_estimate_notes',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('estimate_id', sa.Integer(), nullable=False),
+    sa.Column('line_no', sa.Integer(), nullable=True),
+    sa.Column('text', sa.Text(), nullable=False),
+    sa.Column('author_id', sa.Integer(), nullable=True),
+    sa.Column('author_login', sa.String(length=64), nullable=False),
+    sa.Column('at_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['author_id'], ['users.id'], name=op.f('fk_subsidy_estimate_notes_author_id_users')),
+    sa.ForeignKeyConstraint(['estimate_id'], ['subsidy_estimates.id'], name=op.f('fk_subsidy_estimate_notes_estimate_id_subsidy_estimates'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_subsidy_estimate_notes'))
+    )
+    with op.batch_alter_table('subsidy_estimate_notes', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_subsidy_estimate_notes_estimate_id'), ['estimate_id'], unique=False)
+
     op.create_table('subtask_terms',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('version_id', sa.Integer(), nullable=False),
@@ -371,6 +552,20 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_subtask_terms_version_id'))
 
     op.drop_table('subtask_terms')
+    with op.batch_alter_table('subsidy_estimate_notes', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_subsidy_estimate_notes_estimate_id'))
+
+    op.drop_table('subsidy_estimate_notes')
+    with op.batch_alter_table('subsidy_estimate_lines', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_subsidy_estimate_lines_estimate_id'))
+
+    op.drop_table('subsidy_estimate_lines')
+    with op.batch_alter_table('subsidy_base_table_rows', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_subsidy_base_table_rows_table_id'))
+
+    op.drop_table('subsidy_base_table_rows')
+    op.drop_table('subsidy_application_lines')
+    op.drop_table('subsidy_application_events')
     with op.batch_alter_table('snapshot_rows', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_snapshot_rows_snapshot_id'))
 
@@ -386,6 +581,24 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_user_sessions_user_id'))
 
     op.drop_table('user_sessions')
+    with op.batch_alter_table('subsidy_union_transfers', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_subsidy_union_transfers_union_id'))
+        batch_op.drop_index(batch_op.f('ix_subsidy_union_transfers_member_id'))
+        batch_op.drop_index(batch_op.f('ix_subsidy_union_transfers_fiscal_year'))
+
+    op.drop_table('subsidy_union_transfers')
+    with op.batch_alter_table('subsidy_estimates', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_subsidy_estimates_body_id'))
+
+    op.drop_table('subsidy_estimates')
+    with op.batch_alter_table('subsidy_base_tables', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_subsidy_base_tables_fiscal_year'))
+
+    op.drop_table('subsidy_base_tables')
+    with op.batch_alter_table('subsidy_applications', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_subsidy_applications_body_id'))
+
+    op.drop_table('subsidy_applications')
     with op.batch_alter_table('plans', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_plans_vendor'))
         batch_op.drop_index(batch_op.f('ix_plans_body_id'))
@@ -412,7 +625,13 @@ def downgrade() -> None:
 
     op.drop_table('union_members')
     op.drop_table('subtasks')
+    with op.batch_alter_table('subsidy_registrations', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_subsidy_registrations_body_id'))
+
+    op.drop_table('subsidy_registrations')
     op.drop_table('work_items')
+    op.drop_table('subsidy_noncovered_keywords')
+    op.drop_table('subsidy_budgets')
     op.drop_table('settings')
     op.drop_table('ministries')
     op.drop_table('milestones')
