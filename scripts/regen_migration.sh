@@ -16,5 +16,7 @@ from pmo.cli import alembic_config
 command.revision(alembic_config(f"sqlite:///{sys.argv[1]}/m.sqlite3"), message="initial schema", autogenerate=True, rev_id="0001")
 PY
 rm -rf "$tmp"
+generated=$(ls migrations/versions/*_0001_initial_schema.py)
+[ "$generated" = migrations/versions/20261126_1648_0001_initial_schema.py ] || mv "$generated" migrations/versions/20261126_1648_0001_initial_schema.py
 find "$aside" -name '*.py' -exec mv {} migrations/versions/ \;
 rmdir "$aside"

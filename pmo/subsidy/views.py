@@ -477,7 +477,10 @@ def budget() -> Any:
     db, actor = get_session(), current_actor()
     fy = forms.fiscal_year(request.form.get("fy"))
     try:
-        category = Category(request.form.get("category"))
+        try:
+            category = Category(request.form.get("category"))
+        except ValueError:
+            raise ValidationFailed([Problem("category", "区分（一般分 または 国民年金・特別児童扶養手当分）を選択してください。")]) from None
         problems: list[Problem] = []
         amount = forms.money(request.form.get("amount"), "amount", "予算額", problems, required=False)
         if problems:

@@ -17,12 +17,16 @@ def sample_url(rule, values: dict[str, object] | None = None) -> str:
     values = {**SAMPLE_VALUES, **(values or {})}
 
     def fill(match: re.Match[str]) -> str:
-        converter, name = match.group(1) or "", match.group(2)
+        converter, arguments, name = match.group(1) or "", match.group(2) or "", match.group(3)
+        if converter == "any":
+            # An any(a, b) converter only routes its listed values: use the sample if listed, else the first.
+            options = [o.strip().strip("'\"") for o in arguments.strip("()").split(",")]
+            return str(values[name]) if str(values.get(name)) in options else options[0]
         if name in values:
             return str(values[name])
         return "1" if converter.startswith(("int", "float")) else "x"
 
-    return re.sub(r"<(?:([a-z]+)(?:\([^)]*\))?:)?([a-z_]+)>", fill, rule.rule)
+    return re.sub(r"<(?:([a-z]+)(\([^)]*\))?:)?([a-z_]+)>", fill, rule.rule)
 
 
 def rules(app: Flask) -> Iterator:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 17:16:09.358093
+Create Date: 2026-11-26 18:17:36.741765
 """
 from __future__ import annotations
 
