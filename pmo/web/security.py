@@ -40,6 +40,16 @@ def init_app(app: Flask) -> None:
         if length > app.config["MAX_FORM_MEMORY_SIZE"] and request.mimetype != "multipart/form-data":
             abort(413)
 
+    @app.before_request
+    def _refuse_nul() -> None:
+        # PostgreSQL cannot hold a NUL character in text; no user types one. Refuse it in the path,
+        # the query and form fields with a 400 before it reaches a query (INP-03).
+        fields = list(request.args.items(multi=True))
+        if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            fields += list(request.form.items(multi=True))
+        if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in fields):
+            abort(400)
+
     @app.teardown_request
     def _reset_context(_exc: BaseException | None) -> None:
         token = g.pop("audit_token", None)

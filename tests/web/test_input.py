@@ -156,3 +156,14 @@ def test_an_oversized_login_is_refused_before_any_attempt_is_counted(client, db_
     response = client.post("/login", data={"login_id": "x", "password": "p" * (1024 * 1024 + 1)})
     assert_413(response)
     assert db_session.scalar(sa.select(sa.func.count()).select_from(LoginAttempt)) == 0
+
+
+def test_a_nul_character_is_refused_everywhere(client, auth, db_session):
+    """PostgreSQL cannot store NUL: it must be a clear 400, never a 500."""
+    auth.login(role=Role.BODY_STAFF, body=CITY_A)
+    for path in ("/bodies/%00", "/bodies/?q=%00", "/bodies/?q=a%00b", "/bodies/?%00=1", "/api/v1/bodies/%00"):
+        response = client.get(path)
+        assert response.status_code == 400, path
+    response = client.post_form("/account/tokens", {"name": "トークン\x00"}, token_from="/account")
+    assert response.status_code == 400 and "リクエストが正しくありません" in response.get_data(as_text=True)
+    assert token_count(db_session) == 0
