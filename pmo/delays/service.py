@@ -1,0 +1,416 @@
+"""Delay use cases: load every plan as it stood on a date, judge it with ``rules``, within the actor's scope.
+
+The loader builds the frame ``rules.compute_signals`` expects with a handful of column queries (no ORM
+objects): the bodies in scope × the sub-tasks that apply to their kind under the catalog version in
+force on D, left-joined with each plan's state on D. A plan's state on a past D is its newest
+``PlanRevision`` recorded on or before D (end of day, Japan time); a plan without any revision is taken
+as it stands now; a plan whose first revision is after D did not exist yet. Sub-tasks that apply but
+have no plan row are in the frame with empty dates, so they raise ``no_plan``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import unicodedata
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from pmo.accounts.permissions import Actor, Permission, visible_prefecture
+from pmo.audit import service as audit
+from pmo.catalog import service as catalog
+from pmo.core import clock
+from pmo.core.errors import NotFound, PermissionDenied, ValidationFailed
+from pmo.delays import rules
+from pmo.orgs.models import Body, BodyKind
+from pmo.orgs.service import POPULATION_CLASSES
+from pmo.plans.models import MonthlySnapshot, Plan, PlanRevision, SnapshotRow
+from pmo.settings.service import get_setting, set_setting
+
+THRESHOLDS_KEY = "delays.thresholds"
+DATE_COLUMNS = ("planned_start", "planned_end", "actual_start", "actual_end")
+PRECISION_COLUMNS = tuple(f"{c}_precision" for c in DATE_COLUMNS)
+EARLIEST_AS_OF = dt.date(2013, 1, 1)
+LATEST_AS_OF = dt.date(2030, 12, 31)
+
+
+# --- settings ----------------------------------------------------------------------------------
+
+
+def get_thresholds(session: Session) -> rules.SeverityThresholds:
+    """Return the severity thresholds in force (the setting, or the defaults)."""
+    raw = get_setting(session, THRESHOLDS_KEY) or {}
+    try:
+        return rules.SeverityThresholds(
+            delayed_days=int(raw.get("delayed_days", rules.DEFAULT_THRESHOLDS.delayed_days)),
+            critical_days=int(raw.get("critical_days", rules.DEFAULT_THRESHOLDS.critical_days)),
+            no_plan=rules.Severity.from_code(raw.get("no_plan", rules.DEFAULT_THRESHOLDS.no_plan.code)),
+            finished_late_cap=rules.Severity.from_code(
+                raw.get("finished_late_cap", rules.DEFAULT_THRESHOLDS.finished_late_cap.code)
+            ),
+        )
+    except (KeyError, ValueError, TypeError):
+        return rules.DEFAULT_THRESHOLDS
+
+
+def set_thresholds(session: Session, actor: Actor, thresholds: rules.SeverityThresholds) -> None:
+    """Store new severity thresholds and audit the change."""
+    from pmo.accounts.models import Role
+
+    if actor.role is not Role.SYSTEM_ADMIN:
+        raise PermissionDenied("判定基準を変更する権限がありません。")
+    before = get_setting(session, THRESHOLDS_KEY)
+    value = {
+        "delayed_days": thresholds.delayed_days, "critical_days": thresholds.critical_days,
+        "no_plan": thresholds.no_plan.code, "finished_late_cap": thresholds.finished_late_cap.code,
+    }
+    set_setting(session, THRESHOLDS_KEY, value)
+    audit.record(session, actor, "delays.thresholds_changed", target_type="setting", target_id=THRESHOLDS_KEY,
+                 before=before, after=value)
+
+
+# --- the as-of date ----------------------------------------------------------------------------
+
+
+def parse_as_of(raw: str | None, default: dt.date, field: str = "as_of") -> dt.date:
+    """Parse an as-of date (2015-12-01, 2015/12/1, full-width digits); empty gives ``default``.
+
+    :raise ValidationFailed: with a Japanese message naming the field and the value.
+    """
+    from pmo.core.errors import Problem
+
+    text = unicodedata.normalize("NFKC", raw or "").strip()
+    if not text:
+        return default
+    for sep in ("/", "."):
+        text = text.replace(sep, "-")
+    parts = text.split("-")
+    try:
+        if len(parts) != 3:
+            raise ValueError
+        value = dt.date(int(parts[0]), int(parts[1]), int(parts[2]))
+    except ValueError:
+        raise ValidationFailed([Problem(field, f"基準日「{raw}」は日付として読めません。2015-12-01 の形で指定してください。")])
+    if not EARLIEST_AS_OF <= value <= LATEST_AS_OF:
+        raise ValidationFailed([Problem(field, f"基準日「{raw}」は{EARLIEST_AS_OF.year}年から{LATEST_AS_OF.year}年までの日付で指定してください。")])
+    return value
+
+
+# --- scope -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Which bodies a list covers: every body, one prefecture, or one body."""
+
+    national: bool = False
+    prefecture_code: str | None = None
+    body_id: int | None = None
+    body_ids: tuple[int, ...] | None = None  # a chosen set (e.g. the bodies of new cases)
+
+
+def reach_of(actor: Actor, permission: Permission = Permission.DELAY_VIEW) -> Reach:
+    """Return the bodies the actor may see under ``permission``.
+
+    :raise PermissionDenied: when the actor sees no body at all.
+    """
+    reach = visible_prefecture(actor, permission)
+    if reach is True:
+        return Reach(national=True)
+    if reach is False:
+        raise PermissionDenied("遅延状況を閲覧する権限がありません。")
+    if reach is None:
+        assert actor.body is not None
+        return Reach(body_id=actor.body.id)
+    return Reach(prefecture_code=str(reach))
+
+
+def narrow(reach: Reach, prefecture_code: str | None = None, body_id: int | None = None) -> Reach:
+    """Narrow a reach to one prefecture or body inside it; outside it the result is empty (NotFound)."""
+    if body_id is not None:
+        return Reach(body_id=body_id)
+    if prefecture_code:
+        if reach.national or reach.prefecture_code == prefecture_code:
+            return Reach(prefecture_code=prefecture_code)
+        raise NotFound("都道府県が見つかりません。")
+    return reach
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def _bodies_frame(session: Session, reach: Reach) -> pd.DataFrame:
+    stmt = select(Body.id, Body.code, Body.name, Body.kind, Body.prefecture_code, Body.population)
+    if reach.body_ids is not None:
+        stmt = stmt.where(Body.id.in_(reach.body_ids))
+    elif reach.body_id is not None:
+        stmt = stmt.where(Body.id == reach.body_id)
+    elif reach.prefecture_code is not None:
+        stmt = stmt.where(Body.prefecture_code == reach.prefecture_code)
+    rows = session.execute(stmt.order_by(Body.code)).all()
+    frame = pd.DataFrame.from_records(
+        rows, columns=["body_id", "body_code", "body_name", "kind", "prefecture_code", "population"]
+    )
+    frame["kind"] = [k.value if isinstance(k, BodyKind) else k for k in frame["kind"]]
+    return frame
+
+
+def _terms_frame(session: Session, as_of: dt.date) -> pd.DataFrame:
+    views = catalog.subtasks_on(session, as_of)
+    return pd.DataFrame({
+        "subtask_id": [v.id for v in views],
+        "subtask": [v.code for v in views],
+        "subtask_name": [v.name for v in views],
+        "item": [v.item_code for v in views],
+        "item_name": [v.item_name for v in views],
+        "seq": [v.seq for v in views],
+        "sort_order": [v.sort_order for v in views],
+        "milestone": pd.to_datetime([v.milestone_date for v in views]),
+        "milestone_name": [v.milestone_name for v in views],
+        "applies_prefecture": [v.applies_prefecture for v in views],
+        "applies_municipality": [v.applies_municipality for v in views],
+        "applies_union": [v.applies_union for v in views],
+    })
+
+
+STATE_COLUMNS = [
+    "plan_id", "body_id", "subtask_id", *DATE_COLUMNS, *PRECISION_COLUMNS, "not_applicable_reason", "vendor",
+    "progress",
+]
+
+
+def _enum_value(value: Any) -> Any:
+    return getattr(value, "value", value)
+
+
+def _scoped(stmt: Any, reach: Reach, body_id_column: Any) -> Any:
+    if reach.body_ids is not None:
+        return stmt.where(body_id_column.in_(reach.body_ids))
+    if reach.body_id is not None:
+        return stmt.where(body_id_column == reach.body_id)
+    if reach.prefecture_code is not None:
+        return stmt.join(Body, Body.id == body_id_column).where(Body.prefecture_code == reach.prefecture_code)
+    return stmt
+
+
+def _current_states(session: Session, reach: Reach) -> pd.DataFrame:
+    columns = [Plan.id, *[getattr(Plan, c) for c in STATE_COLUMNS[1:]]]
+    stmt = _scoped(select(*columns), reach, Plan.body_id)
+    frame = pd.DataFrame.from_records(session.execute(stmt).all(), columns=STATE_COLUMNS)
+    for column in PRECISION_COLUMNS:
+        frame[column] = frame[column].map(_enum_value)
+    return frame
+
+
+def revision_cutoff(as_of: dt.date) -> dt.datetime:
+    """Return the first instant after ``as_of`` in Japan (revisions before it count on ``as_of``)."""
+    return dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), tzinfo=clock.JST)
+
+
+def _replayed_states(session: Session, reach: Reach, as_of: dt.date) -> pd.DataFrame:
+    """Return each plan's state on ``as_of`` from its revisions (the current row when it has none)."""
+    ranked = _scoped(select(
+        PlanRevision.plan_id, PlanRevision.body_id, PlanRevision.subtask_id, PlanRevision.after,
+        func.row_number().over(
+            partition_by=PlanRevision.plan_id, order_by=(PlanRevision.recorded_dt.desc(), PlanRevision.id.desc())
+        ).label("rn"),
+    ).where(PlanRevision.recorded_dt < revision_cutoff(as_of)), reach, PlanRevision.body_id).subquery()
+    latest = session.execute(
+        select(ranked.c.plan_id, ranked.c.body_id, ranked.c.subtask_id, ranked.c.after).where(ranked.c.rn == 1)
+    ).all()
+    records = [
+        [plan_id, body_id, subtask_id, *[(after or {}).get(c) for c in STATE_COLUMNS[3:]]]
+        for plan_id, body_id, subtask_id, after in latest
+    ]
+    replayed = pd.DataFrame.from_records(records, columns=STATE_COLUMNS)
+    for column in DATE_COLUMNS:
+        replayed[column] = pd.to_datetime(replayed[column], errors="coerce")
+    # A plan with revisions is judged by them only (none yet on D: it did not exist on D);
+    # a plan without any revision (loaded before the history was kept) as it stands now.
+    has_history = set(session.scalars(_scoped(select(PlanRevision.plan_id).distinct(), reach, PlanRevision.body_id)))
+    current = _current_states(session, reach)
+    current = current[~current["plan_id"].isin(has_history)]
+    if not len(current):
+        return replayed
+    if not len(replayed):
+        return current
+    return pd.concat([replayed, current], ignore_index=True)
+
+
+def _snapshot_states(session: Session, snapshot_id: int, reach: Reach) -> pd.DataFrame:
+    cols = ["body_id", "subtask_id", *DATE_COLUMNS, *PRECISION_COLUMNS, "not_applicable", "progress"]
+    stmt = select(*[getattr(SnapshotRow, c) for c in cols]).where(SnapshotRow.snapshot_id == snapshot_id)
+    stmt = _scoped(stmt, reach, SnapshotRow.body_id)
+    frame = pd.DataFrame.from_records(session.execute(stmt).all(), columns=cols)
+    for column in PRECISION_COLUMNS:
+        frame[column] = frame[column].map(_enum_value)
+    frame["not_applicable_reason"] = np.where(frame["not_applicable"].astype(bool), "対象外", None)
+    frame["vendor"] = None
+    frame["plan_id"] = None
+    return frame.drop(columns=["not_applicable"])
+
+
+def _assemble(bodies: pd.DataFrame, terms: pd.DataFrame, states: pd.DataFrame) -> pd.DataFrame:
+    """Cross bodies with the sub-tasks that apply to their kind, then join the plan states."""
+    kind = bodies["kind"]
+    group = np.where(kind == BodyKind.PREFECTURE.value, "prefecture",
+                     np.where(kind == BodyKind.UNION.value, "union", "municipality"))
+    bodies = bodies.assign(_group=group)
+    parts = []
+    for name in ("prefecture", "municipality", "union"):
+        b = bodies[bodies["_group"] == name]
+        t = terms[terms[f"applies_{name}"]]
+        if len(b) and len(t):
+            parts.append(b.merge(t, how="cross"))
+    if not parts:
+        frame = bodies.merge(terms, how="cross").iloc[0:0]
+    else:
+        frame = pd.concat(parts, ignore_index=True)
+    frame = frame.merge(states, how="left", on=["body_id", "subtask_id"])
+    frame = frame.drop(columns=["_group", "applies_prefecture", "applies_municipality", "applies_union"])
+    for column in DATE_COLUMNS:
+        frame[column] = pd.to_datetime(frame[column], errors="coerce").astype("datetime64[s]")
+    for column in PRECISION_COLUMNS:
+        frame[column] = frame[column].fillna(rules.DatePrecision.DAY.value).astype(object)
+    reason = frame["not_applicable_reason"]
+    frame["not_applicable"] = reason.notna() & (reason.astype(str).str.len() > 0)
+    frame = frame.sort_values(["body_code", "sort_order"], kind="stable").reset_index(drop=True)
+    return frame
+
+
+def load_plans(
+    session: Session, reach: Reach, as_of: dt.date, *, replay: bool | None = None
+) -> pd.DataFrame:
+    """Return one row per (body in reach, applicable sub-task) with the plan as it stood on ``as_of``.
+
+    ``replay`` (default: ``as_of`` is before today) reads the plan history instead of the current rows.
+    Columns: body_id, body_code, body_name, kind, prefecture_code, population, subtask_id, subtask,
+    subtask_name, item, item_name, seq, sort_order, milestone, milestone_name, the four dates and their
+    precisions, not_applicable_reason, not_applicable, vendor, progress.
+    """
+    if replay is None:
+        replay = as_of < clock.today()
+    bodies = _bodies_frame(session, reach)
+    terms = _terms_frame(session, as_of)
+    states = _replayed_states(session, reach, as_of) if replay else _current_states(session, reach)
+    return _assemble(bodies, terms, states)
+
+
+def load_snapshot_plans(session: Session, snapshot: MonthlySnapshot, reach: Reach) -> pd.DataFrame:
+    """Return the plans frame frozen by a monthly close (same columns as ``load_plans``)."""
+    bodies = _bodies_frame(session, reach)
+    terms = _terms_frame(session, snapshot.as_of)
+    return _assemble(bodies, terms, _snapshot_states(session, snapshot.id, reach))
+
+
+# --- judging -----------------------------------------------------------------------------------
+
+
+@dataclass
+class DelayState:
+    """Everything the screens need about the bodies in reach on one date."""
+
+    as_of: dt.date
+    thresholds: rules.SeverityThresholds
+    plans: pd.DataFrame  # load_plans + status + forecast_end
+    signals: pd.DataFrame  # compute_signals + body columns + explanation
+    bodies: pd.DataFrame  # one row per body: status, counts, rate, worst signal, vendors
+
+
+def population_class_of(population: pd.Series) -> pd.Series:
+    """Return the population class label of each value (人口規模)."""
+    labels = np.full(len(population), "不明", dtype=object)
+    values = population.to_numpy(dtype=float, na_value=np.nan)
+    for low, high, label in POPULATION_CLASSES:
+        mask = (values >= low) & ((values < high) if high is not None else True)
+        labels[mask] = label
+    return pd.Series(labels, index=population.index)
+
+
+def judge(plans: pd.DataFrame, as_of: dt.date, thresholds: rules.SeverityThresholds) -> DelayState:
+    """Compute signals, statuses, forecasts and per-body roll-ups for a loaded plans frame."""
+    plans = plans.copy()
+    signals = rules.compute_signals(plans, as_of, thresholds)
+    plans["status"] = rules.derive_statuses(plans, as_of).astype(str)
+    plans["forecast_end"] = rules.forecast_ends(plans, as_of)
+    body_cols = plans.drop_duplicates("body_code")[
+        ["body_code", "body_id", "body_name", "kind", "prefecture_code", "population"]
+    ]
+    statuses = rules.body_status(signals, body_cols["body_code"])
+    rates = rules.completion_rates(plans, as_of) if len(plans) else pd.DataFrame(
+        columns=["body_code", "not_started", "in_progress", "done", "not_applicable", "total", "rate"]
+    )
+    bodies = body_cols.merge(statuses, on="body_code", how="left").merge(rates, on="body_code", how="left")
+    bodies["status"] = bodies["status"].fillna(rules.BodyStatus.ON_TRACK.value).astype(str)
+    bodies["population_class"] = population_class_of(bodies["population"])
+    if len(signals):
+        sig = signals.copy()
+        sig["sev_rank"] = sig["severity"].cat.codes
+        worst = sig.sort_values(["sev_rank", "days"], ascending=[False, False], na_position="last")
+        worst = worst.drop_duplicates("body_code")
+        worst_text = worst.assign(worst=[
+            f"{s} {rules.SignalKind(k).label}" + (f"（{int(d)}日）" if pd.notna(d) else "")
+            for s, k, d in zip(worst["subtask"], worst["signal"], worst["days"])
+        ])[["body_code", "worst"]]
+        bodies = bodies.merge(worst_text, on="body_code", how="left")
+        kinds = sig.groupby("body_code", observed=True)["signal"].agg(lambda s: sorted({str(v) for v in s}))
+        items = sig.groupby("body_code", observed=True)["item"].agg(lambda s: sorted(set(s)))
+        bodies["signal_kinds"] = bodies["body_code"].map(kinds)
+        bodies["signal_items"] = bodies["body_code"].map(items)
+        details = signals.merge(plans[["body_code", "subtask", "body_name", "prefecture_code", "vendor"]],
+                                on=["body_code", "subtask"], how="left")
+        details["explanation"] = rules.explain_frame(details)
+    else:
+        bodies["worst"] = None
+        bodies["signal_kinds"] = None
+        bodies["signal_items"] = None
+        details = signals.assign(body_name=None, prefecture_code=None, vendor=None, explanation=None)
+    for column in ("signal_kinds", "signal_items"):
+        bodies[column] = [v if isinstance(v, list) else [] for v in bodies[column]]
+    vendors = plans.dropna(subset=["vendor"]).groupby("body_code")["vendor"].agg(lambda s: sorted(set(s)))
+    bodies["vendors"] = [vendors.get(code, []) for code in bodies["body_code"]]
+    bodies["signal_count"] = bodies["signal_count"].fillna(0).astype(int)
+    return DelayState(as_of=as_of, thresholds=thresholds, plans=plans, signals=details, bodies=bodies)
+
+
+def delay_state(
+    session: Session, actor: Actor, as_of: dt.date, *, prefecture_code: str | None = None,
+    body_code: str | None = None, permission: Permission = Permission.DELAY_VIEW,
+) -> DelayState:
+    """Return the delay state on ``as_of`` of every body the actor may see (optionally one prefecture/body).
+
+    :raise NotFound: for a body or prefecture outside the actor's reach (an ``authz.denied`` entry is written).
+    """
+    reach = reach_of(actor, permission)
+    body_id = None
+    if body_code:
+        from pmo.orgs.service import get_body
+
+        body_id = get_body(session, actor, body_code, permission).id
+    reach = narrow(reach, prefecture_code, body_id)
+    plans = load_plans(session, reach, as_of)
+    return judge(plans, as_of, get_thresholds(session))
+
+
+def signal_items(state: DelayState) -> list[dict[str, Any]]:
+    """Return the signals as plain items: body_code, subtask, signal, days, severity (CLI and API)."""
+    s = state.signals
+    return [
+        {"body_code": code, "subtask": subtask, "signal": str(signal),
+         "days": None if pd.isna(days) else int(days), "severity": str(severity)}
+        for code, subtask, signal, days, severity in zip(
+            s["body_code"], s["subtask"], s["signal"], s["days"], s["severity"]
+        )
+    ]
+
+
+def thresholds_dict(thresholds: rules.SeverityThresholds) -> dict[str, Any]:
+    """Return the thresholds as JSON-ready values."""
+    out = asdict(thresholds)
+    out["no_plan"] = thresholds.no_plan.code
+    out["finished_late_cap"] = thresholds.finished_late_cap.code
+    return out
