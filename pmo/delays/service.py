@@ -414,3 +414,34 @@ def thresholds_dict(thresholds: rules.SeverityThresholds) -> dict[str, Any]:
     out["no_plan"] = thresholds.no_plan.code
     out["finished_late_cap"] = thresholds.finished_late_cap.code
     return out
+
+
+LATE_SIGNALS = (rules.SignalKind.LATE_START.value, rules.SignalKind.LATE_FINISH.value,
+                rules.SignalKind.MILESTONE_AT_RISK.value)
+
+
+def _vendor_late(state: DelayState, vendor: str) -> pd.DataFrame:
+    named = state.plans[state.plans["vendor"] == vendor][["body_code", "subtask"]]
+    late = state.signals[state.signals["signal"].astype(str).isin(LATE_SIGNALS)][["body_code", "subtask"]]
+    return named.merge(late, on=["body_code", "subtask"]).drop_duplicates()
+
+
+def vendor_bodies(state: DelayState, vendor: str) -> pd.DataFrame:
+    """Return the bodies that name ``vendor`` on a plan whose sub-task is late (着手遅れ・完了遅れ・未達のおそれ)."""
+    codes = set(_vendor_late(state, vendor)["body_code"])
+    rows = state.bodies[state.bodies["body_code"].isin(codes)]
+    return rows.sort_values(["signal_count", "body_code"], ascending=[False, True])
+
+
+def vendor_late_subtasks(state: DelayState, vendor: str) -> dict[str, list[str]]:
+    """Return, per body, the late sub-tasks whose plan names ``vendor``."""
+    late = _vendor_late(state, vendor)
+    return {code: sorted(group["subtask"]) for code, group in late.groupby("body_code")}
+
+
+def reach_of_or_none(actor: Actor, permission: Permission = Permission.DELAY_VIEW) -> Reach | None:
+    """Return the actor's reach, or None when it sees no body."""
+    try:
+        return reach_of(actor, permission)
+    except PermissionDenied:
+        return None
