@@ -136,7 +136,7 @@ def open_cases(
 
     plans = delays.load_plans(session, delays.Reach(body_ids=tuple(b.id for b in bodies.values())), as_of)
     state = delays.judge(plans, as_of, delays.get_thresholds(session))
-    by_body = {code: group for code, group in state.signals.groupby("body_code", observed=True)}
+    by_body = {code: group for code, group in delays.explained(state.signals).groupby("body_code", observed=True)}
     batch = secrets.token_hex(8) if len(codes) > 1 else None
     now = clock.now()
     author = _name(session, actor)

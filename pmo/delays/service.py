@@ -197,18 +197,51 @@ def _scoped(stmt: Any, reach: Reach, body_id_column: Any) -> Any:
     return stmt
 
 
+def fetch_columns(session: Session, stmt: Any, names: list[str]) -> pd.DataFrame:
+    """Run ``stmt`` on the session's connection through the DB-API cursor and return its columns.
+
+    No ORM or type processing per value: dates arrive as the driver gives them (str on SQLite, date
+    on PostgreSQL) and enums as their stored codes; callers convert whole columns at once. Bind values
+    are rendered as literals (ints and codes only), so the statement runs as one plain query.
+    """
+    conn = session.connection()
+    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql)
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    if not rows:
+        return pd.DataFrame({name: pd.Series([], dtype=object) for name in names})
+    table = np.empty((len(rows), len(names)), dtype=object)
+    table[:] = rows  # one C-level copy; faster than building each column from the tuples
+    return pd.DataFrame({name: table[:, i] for i, name in enumerate(names)})
+
+
+def to_datetimes(values: pd.Series) -> pd.Series:
+    """Convert a column of dates (ISO strings or date objects, None for missing) to datetime64[s]."""
+    present = values.dropna()
+    if len(present) and isinstance(present.iloc[0], str):
+        return pd.to_datetime(values, format="%Y-%m-%d", errors="coerce").astype("datetime64[s]")
+    return pd.to_datetime(values, errors="coerce").astype("datetime64[s]")
+
+
+def _with_dates(frame: pd.DataFrame) -> pd.DataFrame:
+    for column in DATE_COLUMNS:
+        frame[column] = to_datetimes(frame[column])
+    return frame
+
+
 def _current_states(session: Session, reach: Reach) -> pd.DataFrame:
     columns = [Plan.id, *[getattr(Plan, c) for c in STATE_COLUMNS[1:]]]
-    stmt = _scoped(select(*columns), reach, Plan.body_id)
-    frame = pd.DataFrame.from_records(session.execute(stmt).all(), columns=STATE_COLUMNS)
-    for column in PRECISION_COLUMNS:
-        frame[column] = frame[column].map(_enum_value)
-    return frame
+    return _with_dates(fetch_columns(session, _scoped(select(*columns), reach, Plan.body_id), STATE_COLUMNS))
 
 
 def revision_cutoff(as_of: dt.date) -> dt.datetime:
     """Return the first instant after ``as_of`` in Japan (revisions before it count on ``as_of``)."""
-    return dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), tzinfo=clock.JST)
+    # In UTC: SQLite keeps the wall time of what was written, and clock.now() writes UTC.
+    return dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), tzinfo=clock.JST).astimezone(dt.timezone.utc)
 
 
 def _replayed_states(session: Session, reach: Reach, as_of: dt.date) -> pd.DataFrame:
@@ -226,9 +259,7 @@ def _replayed_states(session: Session, reach: Reach, as_of: dt.date) -> pd.DataF
         [plan_id, body_id, subtask_id, *[(after or {}).get(c) for c in STATE_COLUMNS[3:]]]
         for plan_id, body_id, subtask_id, after in latest
     ]
-    replayed = pd.DataFrame.from_records(records, columns=STATE_COLUMNS)
-    for column in DATE_COLUMNS:
-        replayed[column] = pd.to_datetime(replayed[column], errors="coerce")
+    replayed = _with_dates(pd.DataFrame.from_records(records, columns=STATE_COLUMNS))
     # A plan with revisions is judged by them only (none yet on D: it did not exist on D);
     # a plan without any revision (loaded before the history was kept) as it stands now.
     has_history = set(session.scalars(_scoped(select(PlanRevision.plan_id).distinct(), reach, PlanRevision.body_id)))
@@ -244,10 +275,7 @@ def _replayed_states(session: Session, reach: Reach, as_of: dt.date) -> pd.DataF
 def _snapshot_states(session: Session, snapshot_id: int, reach: Reach) -> pd.DataFrame:
     cols = ["body_id", "subtask_id", *DATE_COLUMNS, *PRECISION_COLUMNS, "not_applicable", "progress"]
     stmt = select(*[getattr(SnapshotRow, c) for c in cols]).where(SnapshotRow.snapshot_id == snapshot_id)
-    stmt = _scoped(stmt, reach, SnapshotRow.body_id)
-    frame = pd.DataFrame.from_records(session.execute(stmt).all(), columns=cols)
-    for column in PRECISION_COLUMNS:
-        frame[column] = frame[column].map(_enum_value)
+    frame = _with_dates(fetch_columns(session, _scoped(stmt, reach, SnapshotRow.body_id), cols))
     frame["not_applicable_reason"] = np.where(frame["not_applicable"].astype(bool), "対象外", None)
     frame["vendor"] = None
     frame["plan_id"] = None
@@ -270,14 +298,23 @@ def _assemble(bodies: pd.DataFrame, terms: pd.DataFrame, states: pd.DataFrame) -
         frame = bodies.merge(terms, how="cross").iloc[0:0]
     else:
         frame = pd.concat(parts, ignore_index=True)
-    frame = frame.merge(states, how="left", on=["body_id", "subtask_id"])
     frame = frame.drop(columns=["_group", "applies_prefecture", "applies_municipality", "applies_union"])
+    # Left join on (body_id, subtask_id) through one int64 key (unique per plan).
+    def key(df: pd.DataFrame) -> np.ndarray:
+        return df["body_id"].to_numpy(dtype=np.int64) * 1_000_000 + df["subtask_id"].to_numpy(dtype=np.int64)
+
+    position = pd.Index(key(states)).get_indexer(key(frame)) if len(states) else np.full(len(frame), -1)
+    for column in states.columns:
+        if column in ("body_id", "subtask_id"):
+            continue
+        values = states[column].array if len(states) else pd.array([None] * 0, dtype=object)
+        frame[column] = values.take(position, allow_fill=True)
     for column in DATE_COLUMNS:
-        frame[column] = pd.to_datetime(frame[column], errors="coerce").astype("datetime64[s]")
+        frame[column] = pd.Series(frame[column], index=frame.index).astype("datetime64[s]")
     for column in PRECISION_COLUMNS:
-        frame[column] = frame[column].fillna(rules.DatePrecision.DAY.value).astype(object)
+        frame[column] = frame[column].astype(object).fillna(rules.DatePrecision.DAY.value)
     reason = frame["not_applicable_reason"]
-    frame["not_applicable"] = reason.notna() & (reason.astype(str).str.len() > 0)
+    frame["not_applicable"] = (reason.notna() & (reason != "")).astype(bool)
     frame = frame.sort_values(["body_code", "sort_order"], kind="stable").reset_index(drop=True)
     return frame
 
@@ -317,7 +354,7 @@ class DelayState:
     as_of: dt.date
     thresholds: rules.SeverityThresholds
     plans: pd.DataFrame  # load_plans + status + forecast_end
-    signals: pd.DataFrame  # compute_signals + body columns + explanation
+    signals: pd.DataFrame  # compute_signals + body_name, prefecture_code, vendor
     bodies: pd.DataFrame  # one row per body: status, counts, rate, worst signal, vendors
 
 
@@ -331,12 +368,26 @@ def population_class_of(population: pd.Series) -> pd.Series:
     return pd.Series(labels, index=population.index)
 
 
-def judge(plans: pd.DataFrame, as_of: dt.date, thresholds: rules.SeverityThresholds) -> DelayState:
-    """Compute signals, statuses, forecasts and per-body roll-ups for a loaded plans frame."""
+SIGNAL_CODES = [k.value for k in rules.SignalKind]
+
+
+def _bitmask(frame: pd.DataFrame, key: str, codes: np.ndarray) -> pd.Series:
+    """Per body, OR of 1 << code over its rows (one bit per distinct value)."""
+    pairs = pd.DataFrame({"body_code": frame["body_code"].to_numpy(dtype=object), "bit": np.left_shift(1, codes)})
+    return pairs.drop_duplicates().groupby("body_code")["bit"].sum()
+
+
+def judge(plans: pd.DataFrame, as_of: dt.date, thresholds: rules.SeverityThresholds, *,
+          light: bool = False) -> DelayState:
+    """Compute signals, statuses, forecasts and per-body roll-ups for a loaded plans frame.
+
+    ``light`` skips what only the follow-up list needs (worst signal, masks, vendors, forecasts).
+    Per body: ``signal_mask`` has bit i set when it has a signal of ``SIGNAL_CODES[i]``;
+    ``item_mask`` bit i for a signal in ``item_codes[i]`` (see ``has_signal``/``has_item``).
+    """
     plans = plans.copy()
     signals = rules.compute_signals(plans, as_of, thresholds)
     plans["status"] = rules.derive_statuses(plans, as_of).astype(str)
-    plans["forecast_end"] = rules.forecast_ends(plans, as_of)
     body_cols = plans.drop_duplicates("body_code")[
         ["body_code", "body_id", "body_name", "kind", "prefecture_code", "population"]
     ]
@@ -345,36 +396,52 @@ def judge(plans: pd.DataFrame, as_of: dt.date, thresholds: rules.SeverityThresho
         columns=["body_code", "not_started", "in_progress", "done", "not_applicable", "total", "rate"]
     )
     bodies = body_cols.merge(statuses, on="body_code", how="left").merge(rates, on="body_code", how="left")
-    bodies["status"] = bodies["status"].fillna(rules.BodyStatus.ON_TRACK.value).astype(str)
+    bodies["status"] = bodies["status"].astype(object).fillna(rules.BodyStatus.ON_TRACK.value).astype(str)
+    bodies["signal_count"] = bodies["signal_count"].fillna(0).astype(int)
     bodies["population_class"] = population_class_of(bodies["population"])
+    if light:
+        return DelayState(as_of=as_of, thresholds=thresholds, plans=plans, signals=signals, bodies=bodies)
+
+    plans["forecast_end"] = rules.forecast_ends(plans, as_of)
+    codes = bodies["body_code"]
     if len(signals):
-        sig = signals.copy()
-        sig["sev_rank"] = sig["severity"].cat.codes
-        worst = sig.sort_values(["sev_rank", "days"], ascending=[False, False], na_position="last")
-        worst = worst.drop_duplicates("body_code")
-        worst_text = worst.assign(worst=[
-            f"{s} {rules.SignalKind(k).label}" + (f"（{int(d)}日）" if pd.notna(d) else "")
-            for s, k, d in zip(worst["subtask"], worst["signal"], worst["days"])
-        ])[["body_code", "worst"]]
-        bodies = bodies.merge(worst_text, on="body_code", how="left")
-        kinds = sig.groupby("body_code", observed=True)["signal"].agg(lambda s: sorted({str(v) for v in s}))
-        items = sig.groupby("body_code", observed=True)["item"].agg(lambda s: sorted(set(s)))
-        bodies["signal_kinds"] = bodies["body_code"].map(kinds)
-        bodies["signal_items"] = bodies["body_code"].map(items)
-        details = signals.merge(plans[["body_code", "subtask", "body_name", "prefecture_code", "vendor"]],
-                                on=["body_code", "subtask"], how="left")
-        details["explanation"] = rules.explain_frame(details)
+        rank = signals["severity"].cat.codes.to_numpy()
+        days = signals["days"].to_numpy(dtype=float, na_value=-1.0)
+        order = np.lexsort((-days, -rank))
+        worst = signals.iloc[order].drop_duplicates("body_code")
+        labels = {k.value: k.label for k in rules.SignalKind}
+        text = [f"{s} {labels[str(k)]}" + (f"（{int(d)}日）" if not pd.isna(d) else "")
+                for s, k, d in zip(worst["subtask"], worst["signal"], worst["days"])]
+        bodies["worst"] = codes.map(dict(zip(worst["body_code"], text)))
+        bodies["signal_mask"] = codes.map(_bitmask(signals, "signal", signals["signal"].cat.codes.to_numpy()))
+        item_codes, item_index = pd.factorize(plans["item"].to_numpy(dtype=object), sort=True)
+        item_of = dict(zip(item_index, range(len(item_index))))
+        bodies["item_mask"] = codes.map(_bitmask(signals, "item", np.array([item_of[i] for i in signals["item"]])))
+        item_list = list(item_index)
     else:
         bodies["worst"] = None
-        bodies["signal_kinds"] = None
-        bodies["signal_items"] = None
-        details = signals.assign(body_name=None, prefecture_code=None, vendor=None, explanation=None)
-    for column in ("signal_kinds", "signal_items"):
-        bodies[column] = [v if isinstance(v, list) else [] for v in bodies[column]]
-    vendors = plans.dropna(subset=["vendor"]).groupby("body_code")["vendor"].agg(lambda s: sorted(set(s)))
-    bodies["vendors"] = [vendors.get(code, []) for code in bodies["body_code"]]
-    bodies["signal_count"] = bodies["signal_count"].fillna(0).astype(int)
+        bodies["signal_mask"] = 0
+        bodies["item_mask"] = 0
+        item_list = []
+    bodies["signal_mask"] = bodies["signal_mask"].fillna(0).astype(np.int64)
+    bodies["item_mask"] = bodies["item_mask"].fillna(0).astype(np.int64)
+    bodies.attrs["item_codes"] = item_list
+    vendor_pairs = plans.loc[plans["vendor"].notna(), ["body_code", "vendor"]].drop_duplicates()
+    vendors: dict[str, list[str]] = {}
+    for code, vendor in zip(vendor_pairs["body_code"], vendor_pairs["vendor"]):
+        vendors.setdefault(code, []).append(vendor)
+    bodies["vendors"] = [sorted(vendors.get(code, [])) for code in codes]
+    bodies["signal_kinds"] = [[c for i, c in enumerate(SIGNAL_CODES) if m >> i & 1] for m in bodies["signal_mask"]]
+    details = signals.merge(plans[["body_code", "subtask", "body_name", "prefecture_code", "vendor"]],
+                            on=["body_code", "subtask"], how="left")
     return DelayState(as_of=as_of, thresholds=thresholds, plans=plans, signals=details, bodies=bodies)
+
+
+def explained(signals: pd.DataFrame) -> pd.DataFrame:
+    """Return the signals with an ``explanation`` column (Japanese sentence); call on a few rows only."""
+    out = signals.copy()
+    out["explanation"] = rules.explain_frame(out) if len(out) else pd.Series([], dtype=object)
+    return out
 
 
 def delay_state(

@@ -15,6 +15,22 @@ import pandas as pd
 
 from pmo.delays.rules import BODY_STATUS_LABELS, SIGNAL_LABELS, BodyStatus, SignalKind
 
+
+def has_signal(bodies: pd.DataFrame, kind: str) -> pd.Series:
+    """Return a mask of the bodies with a signal of ``kind`` (bit ``kind`` of ``signal_mask``)."""
+    codes = [k.value for k in SignalKind]
+    if kind not in codes:
+        return pd.Series(False, index=bodies.index)
+    return (bodies["signal_mask"] >> codes.index(kind)) & 1 == 1
+
+
+def has_item(bodies: pd.DataFrame, item: str) -> pd.Series:
+    """Return a mask of the bodies with a signal in 作業項目 ``item`` (``item_mask``, ``attrs['item_codes']``)."""
+    items = list(bodies.attrs.get("item_codes", []))
+    if item not in items:
+        return pd.Series(False, index=bodies.index)
+    return (bodies["item_mask"] >> items.index(item)) & 1 == 1
+
 STATUS_ORDER = [s.value for s in BodyStatus]
 STATUS_LABEL = {s.value: label for s, label in BODY_STATUS_LABELS.items()}
 SIGNAL_LABEL = {k.value: label for k, label in SIGNAL_LABELS.items()}
@@ -197,9 +213,9 @@ def followup_bodies(bodies: pd.DataFrame, flt: FollowupFilter) -> pd.DataFrame:
     if flt.population_class:
         rows = rows[rows["population_class"] == flt.population_class]
     if flt.signal:
-        rows = rows[[flt.signal in kinds for kinds in rows["signal_kinds"]]]
+        rows = rows[has_signal(rows, flt.signal)]
     if flt.item:
-        rows = rows[[flt.item in items for items in rows["signal_items"]]]
+        rows = rows[has_item(rows, flt.item)]
     if flt.vendor:
         rows = rows[[flt.vendor in vendors for vendors in rows["vendors"]]]
     columns, ascending = FOLLOWUP_SORTS.get(flt.sort, FOLLOWUP_SORTS["status"])

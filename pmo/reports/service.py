@@ -56,7 +56,7 @@ def snapshot_bodies(session: Session, snapshot: MonthlySnapshot, reach: delays.R
         _snapshot_cache.move_to_end(key)
         return cached
     plans = delays.load_snapshot_plans(session, snapshot, reach)
-    bodies = delays.judge(plans, snapshot.as_of, thresholds).bodies
+    bodies = delays.judge(plans, snapshot.as_of, thresholds, light=True).bodies
     _snapshot_cache[key] = bodies
     while len(_snapshot_cache) > _CACHE_SIZE:
         _snapshot_cache.popitem(last=False)
@@ -232,7 +232,7 @@ def body_view(session: Session, actor: Actor, code: str, as_of: dt.date) -> Body
     return BodyView(
         body=body, as_of=as_of, status=str(row["status"]) if row is not None else "on_track",
         rate=float(row["rate"]) if row is not None and not pd.isna(row["rate"]) else None,
-        plans=plans, signals=state.signals, gantt=charts.gantt(applicable, as_of), table=table,
+        plans=plans, signals=delays.explained(state.signals), gantt=charts.gantt(applicable, as_of), table=table,
     )
 
 

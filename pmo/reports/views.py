@@ -234,7 +234,7 @@ def _home_panel(session: Any, actor: Any) -> dict[str, Any] | None:
     return {"title": f"自団体の遅延の兆候（{as_of.year}年{as_of.month}月{as_of.day}日時点）", "template": "delays/_home_body.html",
             "status": str(row["status"]) if row is not None else "on_track",
             "rate": float(row["rate"]) if row is not None and row["rate"] == row["rate"] else 0.0,
-            "signals": state.signals, "cases": counts, "as_of": as_of, "code": actor.body.code,
+            "signals": delays.explained(state.signals), "cases": counts, "as_of": as_of, "code": actor.body.code,
             "is_prefecture": bool(actor.body.is_prefecture and actor.role.value == "prefecture_staff")}
 
 

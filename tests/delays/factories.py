@@ -93,8 +93,9 @@ def add_revision(session: Session, plan_id: int, recorded: dt.datetime, **after:
             state[key] = "day"
     for key, value in after.items():
         state[key] = value.isoformat() if isinstance(value, dt.date) else value
+    # Stored in UTC, as clock.now() writes it (SQLite keeps the wall time it is given).
     session.add(PlanRevision(plan_id=plan_id, body_id=plan.body_id, subtask_id=plan.subtask_id,
-                             recorded_dt=recorded, channel="ui", after=state))
+                             recorded_dt=recorded.astimezone(dt.timezone.utc), channel="ui", after=state))
     session.flush()
 
 
@@ -151,3 +152,41 @@ def national_plans(session: Session, seed: int = 7, limit: int | None = None,
         session.execute(sa.insert(Plan), rows[start:start + 5000])
     session.flush()
     return NationalSet(bodies=len(bodies), plans=len(rows))
+
+
+def close_month(session: Session, month: dt.date, shift_days: int = 0) -> int:
+    """Freeze every plan into a monthly snapshot for ``month`` (actuals after the month end dropped).
+
+    ``shift_days`` moves every actual date later, to make an earlier month look worse than now.
+    Returns the snapshot id.
+    """
+    from pmo.delays.rules import derive_status, PlanFacts
+    from pmo.plans.models import MonthlySnapshot, SnapshotRow
+
+    next_month = dt.date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    as_of = next_month - dt.timedelta(days=1)
+    snapshot = MonthlySnapshot(month=month.replace(day=1), as_of=as_of, closed_dt=clock.now(), row_count=0)
+    session.add(snapshot)
+    session.flush()
+    columns = [Plan.body_id, Plan.subtask_id, Plan.planned_start, Plan.planned_start_precision, Plan.planned_end,
+               Plan.planned_end_precision, Plan.actual_start, Plan.actual_start_precision, Plan.actual_end,
+               Plan.actual_end_precision, Plan.progress, Plan.not_applicable_reason]
+    rows = []
+    shift = dt.timedelta(days=shift_days)
+    for (body_id, subtask_id, ps, psp, pe, pep, as_, asp, ae, aep, progress, reason) in session.execute(sa.select(*columns)):
+        as_ = as_ + shift if as_ else None
+        ae = ae + shift if ae else None
+        as_ = as_ if as_ and as_ <= as_of else None
+        ae = ae if ae and ae <= as_of else None
+        status = derive_status(PlanFacts(ps, pe, as_, ae, not_applicable=bool(reason)), as_of)
+        rows.append({
+            "snapshot_id": snapshot.id, "body_id": body_id, "subtask_id": subtask_id,
+            "planned_start": ps, "planned_start_precision": psp, "planned_end": pe, "planned_end_precision": pep,
+            "actual_start": as_, "actual_start_precision": asp, "actual_end": ae, "actual_end_precision": aep,
+            "progress": progress, "not_applicable": bool(reason), "status": status.value,
+        })
+    for start in range(0, len(rows), 5000):
+        session.execute(sa.insert(SnapshotRow), rows[start:start + 5000])
+    snapshot.row_count = len(rows)
+    session.flush()
+    return snapshot.id
