@@ -34,12 +34,15 @@ def status_bar(table: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def rate_bar(labels: list[str], rates: list[float], title: str, height: int = 320) -> dict[str, Any]:
-    """A bar per label with a completion rate (0–100)."""
+def rate_bar(labels: list[str], rates: list[float], title: str, height: int = 320,
+             hover: list[str] | None = None) -> dict[str, Any]:
+    """A bar per label with a completion rate (0–100); ``hover`` adds a name to each bar's tooltip."""
     return {
         "data": [{"type": "bar", "x": labels, "y": [float(r) for r in rates], "marker": {"color": "#0031d8"},
-                  "hovertemplate": "%{x}: %{y:.1f}%<extra></extra>"}],
-        "layout": _layout(yaxis={"title": {"text": title}, "range": [0, 100]}, height=height,
+                  "customdata": hover or labels, "text": [f"{float(r):.0f}%" for r in rates], "textposition": "outside",
+                  "hovertemplate": "%{x} %{customdata}: %{y:.1f}%<extra></extra>" if hover else
+                  "%{x}: %{y:.1f}%<extra></extra>"}],
+        "layout": _layout(yaxis={"title": {"text": title}, "range": [0, 105]}, height=height,
                           xaxis={"tickangle": -60 if len(labels) > 15 else 0, "automargin": True}),
     }
 

@@ -150,8 +150,8 @@ def dashboard(session: Session, actor: Actor, as_of: dt.date, prefecture_code: s
 
     board.figures["status"] = charts.status_bar(board.tables["status"])
     board.figures["rate_item"] = charts.rate_bar(
-        [f"{i} {n}" for i, n in zip(board.tables["rate_item"]["作業項目"], board.tables["rate_item"]["名称"])],
-        list(board.tables["rate_item"]["完了率(%)"]), "完了率(%)")
+        list(board.tables["rate_item"]["作業項目"]), list(board.tables["rate_item"]["完了率(%)"]), "完了率(%)",
+        hover=list(board.tables["rate_item"]["名称"]))
     rp = board.tables["rate_prefecture"]
     board.figures["rate_prefecture"] = charts.rate_bar(
         list(rp["都道府県"] if prefecture_code is None else rp["団体名"]), list(rp["完了率(%)"]), "完了率(%)", height=380)

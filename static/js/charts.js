@@ -12,6 +12,7 @@
         node.classList.add("chart--empty");
         return;
       }
+      if (figure.layout && figure.layout.height) { node.style.height = figure.layout.height + "px"; }
       window.Plotly.newPlot(node, figure.data, figure.layout || {}, {
         responsive: true, displaylogo: false,
         modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d", "toggleSpikelines"],

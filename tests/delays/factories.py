@@ -134,17 +134,17 @@ def national_plans(session: Session, seed: int = 7, limit: int | None = None,
             if roll < 0.02:
                 rows.append(_row(body_id, view.id, {}))
                 continue
-            end = view.milestone_date - dt.timedelta(days=rng.randint(-20 if slow else -5, 90))
+            end = view.milestone_date - dt.timedelta(days=rng.randint(-45 if slow else 15, 120))
             start = end - dt.timedelta(days=rng.randint(60, 240))
             values: dict[str, Any] = {"planned_start": start, "planned_end": end, "vendor": vendor}
             if rng.random() < 0.3:
                 values["planned_end"] = end.replace(day=1)
                 values["planned_end_precision"] = "month"
-            lag = rng.randint(0, 60 if slow else 10)
+            lag = rng.randint(0, 60) if slow else (rng.randint(0, 20) if rng.random() < 0.2 else 0)
             actual_start = start + dt.timedelta(days=lag)
             if actual_start <= D(2015, 12, 15):
                 values["actual_start"] = actual_start
-                actual_end = end + dt.timedelta(days=lag + rng.randint(-10, 10))
+                actual_end = end + dt.timedelta(days=lag + rng.randint(-10, 3))
                 if actual_end <= D(2015, 12, 15):
                     values["actual_end"] = actual_end
             rows.append(_row(body_id, view.id, values))
