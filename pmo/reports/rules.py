@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from pmo.delays.rules import BODY_STATUS_LABELS, SIGNAL_LABELS, BodyStatus, SignalKind
@@ -21,7 +22,8 @@ def has_signal(bodies: pd.DataFrame, kind: str) -> pd.Series:
     codes = [k.value for k in SignalKind]
     if kind not in codes:
         return pd.Series(False, index=bodies.index)
-    return (bodies["signal_mask"] >> codes.index(kind)) & 1 == 1
+    mask = np.right_shift(bodies["signal_mask"].to_numpy(dtype=np.int64), codes.index(kind)) & 1
+    return pd.Series(mask == 1, index=bodies.index)
 
 
 def has_item(bodies: pd.DataFrame, item: str) -> pd.Series:
@@ -29,7 +31,8 @@ def has_item(bodies: pd.DataFrame, item: str) -> pd.Series:
     items = list(bodies.attrs.get("item_codes", []))
     if item not in items:
         return pd.Series(False, index=bodies.index)
-    return (bodies["item_mask"] >> items.index(item)) & 1 == 1
+    mask = np.right_shift(bodies["item_mask"].to_numpy(dtype=np.int64), items.index(item)) & 1
+    return pd.Series(mask == 1, index=bodies.index)
 
 STATUS_ORDER = [s.value for s in BodyStatus]
 STATUS_LABEL = {s.value: label for s, label in BODY_STATUS_LABELS.items()}
