@@ -147,10 +147,7 @@ def open_cases(
         if signals is not None and data.vendor:
             vendor_subtasks = set(plans[(plans["body_code"] == code) & (plans["vendor"] == data.vendor)]["subtask"])
             signals = signals[signals["subtask"].isin(vendor_subtasks)]
-        summary = "\n".join(
-            f"［{rules.Severity[str(s).upper()].label}］{text}" for s, text in zip(signals["severity"], signals["explanation"])
-        ) if signals is not None and len(signals) else "（基準日時点で遅延の兆候はありません）"
-        subtasks = " ".join(dict.fromkeys(signals["subtask"])) if signals is not None else ""
+        summary, subtasks = summarize_signals(signals)
         case = FollowupCase(
             body_id=body.id, title=title, cause=data.cause, status=CaseStatus.OPEN,
             owner_id=data.owner_id or actor.user_id, next_contact_date=data.next_contact_date,
@@ -168,6 +165,21 @@ def open_cases(
                      detail=f"batch={batch}" if batch else None)
         opened.append(case)
     return opened
+
+
+def summarize_signals(signals: Any) -> tuple[str, str]:
+    """Return the signals as Japanese lines, worst first, unplanned sub-tasks on one line; and the sub-tasks."""
+    if signals is None or not len(signals):
+        return "（基準日時点で遅延の兆候はありません）", ""
+    ordered = signals.assign(_rank=-signals["severity"].cat.codes).sort_values("_rank", kind="stable")
+    unplanned = ordered[ordered["signal"] == rules.SignalKind.NO_PLAN.value]
+    others = ordered[ordered["signal"] != rules.SignalKind.NO_PLAN.value]
+    lines = [f"［{rules.Severity.from_code(str(s)).label}］{text}" for s, text in zip(others["severity"], others["explanation"])]
+    if len(unplanned):
+        label = rules.Severity.from_code(str(unplanned["severity"].iloc[0])).label
+        lines.append(f"［{label}］計画終了日が入力されていないサブタスク（{len(unplanned)}件）：{'、'.join(unplanned['subtask'])}")
+    focus = others if len(others) else unplanned
+    return "\n".join(lines), " ".join(dict.fromkeys(focus["subtask"]))
 
 
 def get_case(session: Session, actor: Actor, case_id: int) -> FollowupCase:

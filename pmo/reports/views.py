@@ -41,11 +41,18 @@ def _charts_json(board: service.Dashboard) -> dict[str, str]:
     return {key: json.dumps(fig, ensure_ascii=False) for key, fig in board.figures.items()}
 
 
+FOLLOWUP_PER_PAGE = 100
+
+
 def _render(board: service.Dashboard, endpoint: str, **kwargs: Any) -> Any:
     args = {k: v for k, v in request.args.items() if k in FILTER_KEYS and v}
+    raw_page = request.args.get("page", "1")
+    page = int(raw_page) if raw_page.isdigit() and 0 < int(raw_page) < 10_000 else 1
+    page_args = dict(args, as_of=board.as_of.isoformat(), **kwargs)
     return render_template(
         "reports/dashboard.html", board=board, charts=_charts_json(board), tables=TABLES, endpoint=endpoint,
-        endpoint_args=kwargs, filter_args=args, flt=_filter(),
+        endpoint_args=kwargs, filter_args=args, flt=_filter(), page=page, per_page=FOLLOWUP_PER_PAGE,
+        page_args=page_args,
         can_manage=can(current_actor(), Permission.CASE_MANAGE), status_label=rules.STATUS_LABEL,
     )
 

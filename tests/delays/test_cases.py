@@ -33,6 +33,9 @@ def test_open_cases_for_many_bodies_keeps_the_signals_and_audits(db_session, act
     a = opened[0]
     assert a.status is CaseStatus.OPEN and a.owner_id == officer.user_id and a.version == 1
     assert "B-2 は計画終了日を20日過ぎても完了していません" in a.signal_summary
+    assert "計画終了日が入力されていないサブタスク（28件）：A-6、B-3" in a.signal_summary  # one line, not 28
+    assert a.signal_summary.index("［重大］") < a.signal_summary.index("［注意］")  # worst first
+    assert a.subtasks == "B-2"
     assert a.batch_id and a.batch_id == opened[1].batch_id
     assert a.entries[0].kind is EntryKind.OPENED and "ベンダーの体制を確認する" in a.entries[0].text
     entries = db_session.scalars(sa.select(AuditEntry).where(AuditEntry.action == "case.opened")).all()

@@ -40,6 +40,10 @@ def test_followup_list_filters_and_exports(client, auth, db_session):
     auth.login(role=Role.MINISTRY_OFFICER)
     html = client.get("/reports/national?as_of=2015-10-01&prefecture=01&signal=plan_after_milestone").get_data(as_text=True)
     assert "旭川市" in html and 'value="012041"' in html
+    everyone = client.get("/reports/national?as_of=2015-10-01").get_data(as_text=True)  # no plans: all 遅延
+    assert "全1,8" in everyone and "次へ" in everyone
+    second = client.get("/reports/national?as_of=2015-10-01&page=2").get_data(as_text=True)
+    assert 'aria-current="page">2<' in second
     data = client.get("/reports/export/followup.csv?as_of=2015-10-01&prefecture=02").data
     assert data.startswith("\ufeff".encode())
     rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
