@@ -11,13 +11,15 @@ have no plan row are in the frame with empty dates, so they raise ``no_plan``.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import Text, func, select
+from sqlalchemy import cast as sa_cast
 from sqlalchemy.orm import Session
 
 from pmo.accounts.permissions import Actor, Permission, visible_prefecture
@@ -223,8 +225,10 @@ def to_datetimes(values: pd.Series) -> pd.Series:
     """Convert a column of dates (ISO strings or date objects, None for missing) to datetime64[s]."""
     present = values.dropna()
     if len(present) and isinstance(present.iloc[0], str):
-        return pd.to_datetime(values, format="%Y-%m-%d", errors="coerce").astype("datetime64[s]")
-    return pd.to_datetime(values, errors="coerce").astype("datetime64[s]")
+        converted = pd.to_datetime(values, format="%Y-%m-%d", errors="coerce")
+    else:
+        converted = pd.to_datetime(values, errors="coerce")
+    return converted.astype("datetime64[s]")
 
 
 def _with_dates(frame: pd.DataFrame) -> pd.DataFrame:
@@ -233,9 +237,13 @@ def _with_dates(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _current_states(session: Session, reach: Reach) -> pd.DataFrame:
+def _current_states(session: Session, reach: Reach, without_history: bool = False) -> pd.DataFrame:
+    """Return the plans as they stand now (only those without any revision, with ``without_history``)."""
     columns = [Plan.id, *[getattr(Plan, c) for c in STATE_COLUMNS[1:]]]
-    return _with_dates(fetch_columns(session, _scoped(select(*columns), reach, Plan.body_id), STATE_COLUMNS))
+    stmt = _scoped(select(*columns), reach, Plan.body_id)
+    if without_history:
+        stmt = stmt.where(~select(PlanRevision.id).where(PlanRevision.plan_id == Plan.id).exists())
+    return _with_dates(fetch_columns(session, stmt, STATE_COLUMNS))
 
 
 def revision_cutoff(as_of: dt.date) -> dt.datetime:
@@ -247,8 +255,9 @@ def revision_cutoff(as_of: dt.date) -> dt.datetime:
 def _replayed_states(session: Session, reach: Reach, as_of: dt.date) -> pd.DataFrame:
     """Return each plan's state on ``as_of`` from its revisions (the current row when it has none).
 
-    The newest revision per plan is picked with a window function and its fields are read from the
-    JSON in SQL (``->>`` on PostgreSQL, ``json_extract`` on SQLite), so no JSON is decoded in Python.
+    The newest revision per plan is picked with a window function; its JSON is fetched as text and
+    decoded here once per row (cheaper than extracting each field in SQL, which re-parses the JSON
+    for every field on PostgreSQL's ``json``).
     """
     ranked = _scoped(select(
         PlanRevision.id.label("revision_id"),
@@ -256,19 +265,22 @@ def _replayed_states(session: Session, reach: Reach, as_of: dt.date) -> pd.DataF
             partition_by=PlanRevision.plan_id, order_by=(PlanRevision.recorded_dt.desc(), PlanRevision.id.desc())
         ).label("rn"),
     ).where(PlanRevision.recorded_dt < revision_cutoff(as_of)), reach, PlanRevision.body_id).subquery()
-    fields = [PlanRevision.after[c].as_string() for c in STATE_COLUMNS[3:]]
     stmt = (
-        select(PlanRevision.plan_id, PlanRevision.body_id, PlanRevision.subtask_id, *fields)
+        select(PlanRevision.plan_id, PlanRevision.body_id, PlanRevision.subtask_id,
+               sa_cast(PlanRevision.after, Text))
         .join(ranked, ranked.c.revision_id == PlanRevision.id).where(ranked.c.rn == 1)
     )
-    replayed = _with_dates(fetch_columns(session, stmt, STATE_COLUMNS))
+    raw = fetch_columns(session, stmt, ["plan_id", "body_id", "subtask_id", "after"])
+    texts = [text or "{}" for text in raw["after"].to_numpy(dtype=object)]
+    states = json.loads("[" + ",".join(texts) + "]")  # one parse for every row
+    fields = pd.DataFrame.from_records(states, columns=STATE_COLUMNS[3:]) if states else None
+    replayed = raw.drop(columns=["after"])
+    for column in STATE_COLUMNS[3:]:
+        replayed[column] = fields[column].to_numpy(dtype=object) if fields is not None else []
+    replayed = _with_dates(replayed)
     # A plan with revisions is judged by them only (none yet on D: it did not exist on D);
     # a plan without any revision (loaded before the history was kept) as it stands now.
-    has_history = fetch_columns(
-        session, _scoped(select(PlanRevision.plan_id).distinct(), reach, PlanRevision.body_id), ["plan_id"]
-    )["plan_id"]
-    current = _current_states(session, reach)
-    current = current[~current["plan_id"].isin(set(has_history))]
+    current = _current_states(session, reach, without_history=True)
     if not len(current):
         return replayed
     if not len(replayed):
