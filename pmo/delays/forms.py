@@ -50,3 +50,13 @@ class UpdateCaseForm(FlaskForm):
             next_contact_date=self.next_contact_date.data, owner_id=self.owner_id.data or None,
             note=self.note.data or "",
         )
+
+
+SEVERITY_CHOICES = [("notice", "注意"), ("delayed", "遅延"), ("critical", "重大")]
+
+
+class ThresholdsForm(FlaskForm):
+    delayed_days = IntegerField("「遅延」とする日数（以上）", validators=[DataRequired(REQUIRED)])
+    critical_days = IntegerField("「重大」とする日数（以上）", validators=[DataRequired(REQUIRED)])
+    no_plan = SelectField("「計画未入力」の重要度", choices=SEVERITY_CHOICES)
+    finished_late_cap = SelectField("「遅延完了」の重要度の上限", choices=SEVERITY_CHOICES)

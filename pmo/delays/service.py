@@ -218,7 +218,8 @@ def fetch_columns(session: Session, stmt: Any, names: list[str]) -> pd.DataFrame
         return pd.DataFrame({name: pd.Series([], dtype=object) for name in names})
     table = np.empty((len(rows), len(names)), dtype=object)
     table[:] = rows  # one C-level copy; faster than building each column from the tuples
-    return pd.DataFrame({name: table[:, i] for i, name in enumerate(names)})
+    # dtype=object: no per-value type inference; callers convert the columns they compute on.
+    return pd.DataFrame({name: pd.Series(table[:, i], dtype=object) for i, name in enumerate(names)})
 
 
 def to_datetimes(values: pd.Series) -> pd.Series:

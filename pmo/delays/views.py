@@ -277,3 +277,30 @@ def api_delays() -> Any:
     items = service.signal_items(state)
     return jsonify({"as_of": as_of.isoformat(), "thresholds": service.thresholds_dict(state.thresholds),
                     "count": len(items), "items": items})
+
+
+@bp.route("/thresholds", methods=("GET", "POST"))
+@require(Permission.SYSTEM_SETTINGS)
+def thresholds() -> Any:
+    from pmo.core.errors import Problem
+    from pmo.delays.forms import ThresholdsForm
+    from pmo.delays.rules import Severity, SeverityThresholds
+
+    db = get_session()
+    current = service.get_thresholds(db)
+    form = ThresholdsForm(data=service.thresholds_dict(current))
+    if form.validate_on_submit():
+        try:
+            new = SeverityThresholds(
+                delayed_days=form.delayed_days.data, critical_days=form.critical_days.data,
+                no_plan=Severity.from_code(form.no_plan.data), finished_late_cap=Severity.from_code(form.finished_late_cap.data),
+            )
+        except ValueError:
+            add_problems(form, ValidationFailed([Problem(
+                "critical_days", "日数は 1 ≦「遅延」≦「重大」となるように入力してください。")]))
+        else:
+            service.set_thresholds(db, current_actor(), new)
+            db.commit()
+            flash("遅延の判定基準を変更しました。各画面の「この数値の定義」にも反映されます。", "success")
+            return redirect(url_for("delays.thresholds"))
+    return render_template("delays/thresholds.html", form=form)

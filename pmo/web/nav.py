@@ -33,6 +33,7 @@ NAV = [
     NavItem("アカウント管理", "accounts.users", Permission.ACCOUNT_MANAGE),
     NavItem("監査ログ", "audit.index", Permission.AUDIT_VIEW),
     NavItem("作業項目カタログ", "catalog.index", Permission.CATALOG_EDIT),
+    NavItem("遅延の判定基準", "delays.thresholds", Permission.SYSTEM_SETTINGS),
 ]
 
 

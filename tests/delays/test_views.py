@@ -145,3 +145,20 @@ def test_cli_prints_items_as_json(app, db_session):
     assert bad.exit_code != 0 and "基準日「2015-10-32」" in bad.output
     unknown = app.test_cli_runner().invoke(args=["delays", "--as-of", "2015-10-15", "--body", "999999"])
     assert unknown.exit_code != 0 and "999999" in unknown.output
+
+
+def test_system_admin_changes_thresholds_and_the_definition_follows(client, auth, db_session):
+    auth.login(role=Role.SYSTEM_ADMIN)
+    bad = client.post_form("/delays/thresholds", {"delayed_days": "60", "critical_days": "30", "no_plan": "delayed",
+                                                   "finished_late_cap": "notice"})
+    assert "1 ≦「遅延」≦「重大」" in bad.get_data(as_text=True)
+    ok = client.post_form("/delays/thresholds", {"delayed_days": "45", "critical_days": "120", "no_plan": "critical",
+                                                  "finished_late_cap": "notice"})
+    assert ok.status_code == 302
+    entry = db_session.scalars(sa.select(AuditEntry).where(AuditEntry.action == "delays.thresholds_changed")).one()
+    assert entry.after["delayed_days"] == 45
+    auth.logout()
+    auth.login(role=Role.MINISTRY_OFFICER)
+    html = client.get("/reports/national?as_of=2015-10-01").get_data(as_text=True)
+    assert "遅延：45日以上、重大：120日以上" in html and "「計画未入力」は重大" in html
+    assert client.get("/delays/thresholds").status_code == 403
