@@ -476,8 +476,39 @@ def delay_state(
 
         body_id = get_body(session, actor, body_code, permission).id
     reach = narrow(reach, prefecture_code, body_id)
-    plans = load_plans(session, reach, as_of)
-    return judge(plans, as_of, get_thresholds(session))
+    thresholds = get_thresholds(session)
+    if reach.body_id is not None or not CACHE["enabled"]:
+        return judge(load_plans(session, reach, as_of), as_of, thresholds)
+    key = (reach, as_of, as_of < clock.today(), thresholds, data_fingerprint(session))
+    state = _state_cache.get(key)
+    if state is None:
+        state = judge(load_plans(session, reach, as_of), as_of, thresholds)
+        _state_cache[key] = state
+        while len(_state_cache) > 16:
+            _state_cache.pop(next(iter(_state_cache)))
+    return state
+
+
+_state_cache: dict[tuple[Any, ...], DelayState] = {}
+# The web app turns this on (config DELAY_STATE_CACHE); tests leave it off except the cache's own test,
+# because rolled-back test data can repeat a fingerprint.
+CACHE = {"enabled": False}
+
+
+def data_fingerprint(session: Session) -> tuple[Any, ...]:
+    """Return a cheap summary that changes whenever plans, their history or the catalog change.
+
+    Every plan write bumps the plan's ``version`` (and adds a revision); inserts and deletes change the
+    count and the largest id; a new catalog version changes the largest version id.
+    """
+    from pmo.catalog.models import CatalogVersion, SubtaskTerms
+
+    plans = session.execute(select(func.count(Plan.id), func.max(Plan.id), func.sum(Plan.version),
+                                   func.max(Plan.updated_dt))).one()
+    revisions = session.execute(select(func.count(PlanRevision.id), func.max(PlanRevision.id))).one()
+    catalog = (session.scalar(select(func.max(CatalogVersion.id))), session.scalar(select(func.count(SubtaskTerms.id))))
+    bodies = session.scalar(select(func.count(Body.id)))
+    return (*plans, *revisions, *catalog, bodies)
 
 
 def signal_items(state: DelayState) -> list[dict[str, Any]]:

@@ -25,6 +25,13 @@ bp = Blueprint("delays", __name__, url_prefix="/delays")
 api_bp = Blueprint("delays_api", __name__, url_prefix="/api/v1")
 
 
+@bp.record_once
+def _configure_cache(state: Any) -> None:
+    # National and prefecture states are cached per data fingerprint (see service.delay_state);
+    # off under TESTING, where rolled-back data can repeat a fingerprint.
+    service.CACHE["enabled"] = not state.app.testing and bool(state.app.config.get("DELAY_STATE_CACHE", True))
+
+
 def default_as_of() -> dt.date:
     """Return the as-of date a page opens on: today, or the demo's date on a demo database."""
     if current_app.config.get("DEMO") and current_app.config.get("DEMO_DATE"):

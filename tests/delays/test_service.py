@@ -178,3 +178,21 @@ def test_parse_as_of_rejects_in_japanese(raw):
     with pytest.raises(ValidationFailed) as exc:
         service.parse_as_of(raw, D(2015, 1, 1))
     assert "基準日" in exc.value.problems[0].message and raw in exc.value.problems[0].message
+
+
+def test_the_state_cache_follows_every_plan_change(db_session, actor, monkeypatch):
+    officer = actor(Role.MINISTRY_OFFICER)
+    monkeypatch.setitem(service.CACHE, "enabled", True)
+    monkeypatch.setattr(service, "_state_cache", {})
+    plan_id = add_plan(db_session, CITY_A, "B-2", planned_start=D(2015, 4, 1), planned_end=D(2015, 9, 30))
+    first = service.delay_state(db_session, officer, D(2015, 10, 15), prefecture_code="01")
+    assert service.delay_state(db_session, officer, D(2015, 10, 15), prefecture_code="01") is first
+    from pmo.plans.models import Plan
+
+    plan = db_session.get(Plan, plan_id)
+    plan.actual_end, plan.version = D(2015, 9, 30), plan.version + 1  # how the plans service saves
+    db_session.flush()
+    second = service.delay_state(db_session, officer, D(2015, 10, 15), prefecture_code="01")
+    assert second is not first
+    late = second.signals[(second.signals["body_code"] == CITY_A) & (second.signals["subtask"] == "B-2")]
+    assert "late_finish" not in set(late["signal"].astype(str))
