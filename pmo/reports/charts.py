@@ -76,6 +76,7 @@ def trend(table: pd.DataFrame) -> dict[str, Any]:
         barmode="stack", showlegend=True, height=340, legend={"orientation": "h", "y": -0.2},
         yaxis={"title": {"text": "団体数"}}, xaxis={"type": "category"},
         yaxis2={"title": {"text": "完了率(%)"}, "overlaying": "y", "side": "right", "range": [0, 100]},
+        margin={"l": 60, "r": 70, "t": 20, "b": 50},
     )}
 
 
