@@ -224,8 +224,8 @@ def fetch_columns(session: Session, stmt: Any, names: list[str]) -> pd.DataFrame
 
 def to_datetimes(values: pd.Series) -> pd.Series:
     """Convert a column of dates (ISO strings or date objects, None for missing) to datetime64[s]."""
-    present = values.dropna()
-    if len(present) and isinstance(present.iloc[0], str):
+    first = next((v for v in values.to_numpy(dtype=object) if v is not None and v == v), None)
+    if isinstance(first, str):
         converted = pd.to_datetime(values, format="%Y-%m-%d", errors="coerce")
     else:
         converted = pd.to_datetime(values, errors="coerce")
