@@ -81,11 +81,13 @@ def _register_blueprints(app: Flask, csrf: Any) -> None:
     from pmo.api.views import bp as api_bp
     from pmo.audit.views import bp as audit_bp
     from pmo.home.views import bp as home_bp
+    from pmo.ops import views as ops_views
     from pmo.orgs.views import bp as orgs_bp
     from pmo.delays.views import api_bp as delays_api_bp, bp as delays_bp
     from pmo.reports.views import api_bp as reports_api_bp, bp as reports_bp
 
-    for blueprint in (home_bp, accounts_bp, orgs_bp, audit_bp, delays_bp, reports_bp):
+    ops_views.init_app(app)
+    for blueprint in (home_bp, accounts_bp, orgs_bp, audit_bp, ops_views.bp, delays_bp, reports_bp):
         app.register_blueprint(blueprint)
     # The API authenticates with Bearer tokens only (no cookies), so CSRF does not apply to it.
     for blueprint in (api_bp, delays_api_bp, reports_api_bp):

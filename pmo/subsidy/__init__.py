@@ -1,0 +1,1 @@
+"""Subsidy: base-amount tables, registrations, allocations, union transfers, grants, applications and estimate review."""
