@@ -83,18 +83,19 @@ def _register_blueprints(app: Flask, csrf: Any) -> None:
     from pmo.home.views import bp as home_bp
     from pmo.ops import views as ops_views
     from pmo.orgs.views import bp as orgs_bp
+    from pmo.delays.views import api_bp as delays_api_bp, bp as delays_bp
+    from pmo.reports.views import api_bp as reports_api_bp, bp as reports_bp
 
     from pmo.subsidy.views import api_bp as subsidy_api_bp
     from pmo.subsidy.views import bp as subsidy_bp
 
     ops_views.init_app(app)
-    for blueprint in (home_bp, accounts_bp, orgs_bp, audit_bp, ops_views.bp, subsidy_bp):
+    for blueprint in (home_bp, accounts_bp, orgs_bp, audit_bp, ops_views.bp, subsidy_bp, delays_bp, reports_bp):
         app.register_blueprint(blueprint)
-    csrf.exempt(subsidy_api_bp)
-    app.register_blueprint(subsidy_api_bp)
     # The API authenticates with Bearer tokens only (no cookies), so CSRF does not apply to it.
-    csrf.exempt(api_bp)
-    app.register_blueprint(api_bp)
+    for blueprint in (api_bp, subsidy_api_bp, delays_api_bp, reports_api_bp):
+        csrf.exempt(blueprint)
+        app.register_blueprint(blueprint)
 
 
 def _register_context(app: Flask) -> None:

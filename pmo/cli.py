@@ -238,6 +238,7 @@ DOMAIN_COMMANDS: list[str] = [
     "pmo.ops.cli:backup",
     "pmo.ops.cli:restore",
     "pmo.subsidy.cli:subsidy",
+    "pmo.delays.cli:delays_command",
 ]
 
 

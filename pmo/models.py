@@ -3,6 +3,7 @@
 from pmo.accounts.models import ApiToken, LoginAttempt, Role, User, UserSession  # noqa: F401
 from pmo.audit.models import AuditEntry  # noqa: F401
 from pmo.catalog.models import CatalogVersion, CompletionField, Milestone, Subtask, SubtaskTerms, WorkItem  # noqa: F401
+from pmo.delays.models import CaseEntry, FollowupCase  # noqa: F401
 from pmo.orgs.models import Body, Ministry, UnionMember  # noqa: F401
 from pmo.plans.models import CompletionValue, ImportJob, MonthlySnapshot, Plan, PlanRevision, SnapshotRow  # noqa: F401
 from pmo.settings.models import Setting  # noqa: F401

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 18:17:36.741765
+Create Date: 2026-11-26 18:27:13.781038
 """
 from __future__ import annotations
 
@@ -232,6 +232,35 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_completion_fields')),
     sa.UniqueConstraint('subtask_id', 'code', name=op.f('uq_completion_fields_subtask_id_code'))
     )
+    op.create_table('followup_cases',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('body_id', sa.Integer(), nullable=False),
+    sa.Column('title', sa.String(length=200), nullable=False),
+    sa.Column('cause', sa.Enum('budget', 'procurement', 'vendor', 'staffing', 'coordination', 'other', name='casecause', native_enum=False, length=40), nullable=False),
+    sa.Column('status', sa.Enum('open', 'watching', 'resolved', name='casestatus', native_enum=False, length=40), nullable=False),
+    sa.Column('owner_id', sa.Integer(), nullable=True),
+    sa.Column('next_contact_date', sa.Date(), nullable=True),
+    sa.Column('subtasks', sa.String(length=200), nullable=True),
+    sa.Column('signal_summary', sa.Text(), nullable=True),
+    sa.Column('as_of', sa.Date(), nullable=False),
+    sa.Column('vendor', sa.String(length=100), nullable=True),
+    sa.Column('batch_id', sa.String(length=40), nullable=True),
+    sa.Column('opened_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('opened_by_id', sa.Integer(), nullable=True),
+    sa.Column('updated_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('resolved_dt', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['body_id'], ['bodies.id'], name=op.f('fk_followup_cases_body_id_bodies')),
+    sa.ForeignKeyConstraint(['opened_by_id'], ['users.id'], name=op.f('fk_followup_cases_opened_by_id_users')),
+    sa.ForeignKeyConstraint(['owner_id'], ['users.id'], name=op.f('fk_followup_cases_owner_id_users')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_followup_cases'))
+    )
+    with op.batch_alter_table('followup_cases', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_followup_cases_batch_id'), ['batch_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_followup_cases_body_id'), ['body_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_followup_cases_status'), ['status'], unique=False)
+        batch_op.create_index(batch_op.f('ix_followup_cases_vendor'), ['vendor'], unique=False)
+
     op.create_table('import_jobs',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('batch_id', sa.String(length=40), nullable=False),
@@ -394,6 +423,21 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('user_sessions', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_user_sessions_user_id'), ['user_id'], unique=False)
+
+    op.create_table('case_entries',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('case_id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.Enum('opened', 'action', 'answer', 'comment', 'update', name='entrykind', native_enum=False, length=40), nullable=False),
+    sa.Column('text', sa.Text(), nullable=False),
+    sa.Column('author_id', sa.Integer(), nullable=True),
+    sa.Column('author_name', sa.String(length=200), nullable=False),
+    sa.Column('at_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['author_id'], ['users.id'], name=op.f('fk_case_entries_author_id_users')),
+    sa.ForeignKeyConstraint(['case_id'], ['followup_cases.id'], name=op.f('fk_case_entries_case_id_followup_cases'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_case_entries'))
+    )
+    with op.batch_alter_table('case_entries', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_case_entries_case_id'), ['case_id'], unique=False)
 
     op.create_table('completion_values',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -577,6 +621,10 @@ def downgrade() -> None:
 
     op.drop_table('plan_revisions')
     op.drop_table('completion_values')
+    with op.batch_alter_table('case_entries', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_case_entries_case_id'))
+
+    op.drop_table('case_entries')
     with op.batch_alter_table('user_sessions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_user_sessions_user_id'))
 
@@ -609,6 +657,13 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_import_jobs_sha256'))
 
     op.drop_table('import_jobs')
+    with op.batch_alter_table('followup_cases', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_followup_cases_vendor'))
+        batch_op.drop_index(batch_op.f('ix_followup_cases_status'))
+        batch_op.drop_index(batch_op.f('ix_followup_cases_body_id'))
+        batch_op.drop_index(batch_op.f('ix_followup_cases_batch_id'))
+
+    op.drop_table('followup_cases')
     op.drop_table('completion_fields')
     op.drop_table('catalog_versions')
     with op.batch_alter_table('api_tokens', schema=None) as batch_op:

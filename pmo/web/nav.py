@@ -22,6 +22,7 @@ NAV = [
     NavItem("進捗入力", "plans.own", Permission.PLAN_EDIT, body_scoped=True),
     NavItem("管下団体の進捗", "plans.prefecture", Permission.PLAN_COMMENT, body_scoped=True),
     NavItem("全国ダッシュボード", "reports.national", Permission.DASHBOARD_NATIONAL),
+    NavItem("遅延状況", "delays.index", Permission.DELAY_VIEW, body_scoped=True),
     NavItem("遅延・フォロー", "delays.cases", Permission.CASE_VIEW),
     NavItem("文書", "documents.index", Permission.DOCUMENT_READ),
     NavItem("FAQ・問い合わせ", "faq.index", Permission.FAQ_READ),
@@ -32,6 +33,7 @@ NAV = [
     NavItem("アカウント管理", "accounts.users", Permission.ACCOUNT_MANAGE),
     NavItem("監査ログ", "audit.index", Permission.AUDIT_VIEW),
     NavItem("作業項目カタログ", "catalog.index", Permission.CATALOG_EDIT),
+    NavItem("遅延の判定基準", "delays.thresholds", Permission.SYSTEM_SETTINGS),
 ]
 
 

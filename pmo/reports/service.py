@@ -1,0 +1,383 @@
+"""Dashboards and the steering-meeting report: the delay state in scope rolled up into tables and figures.
+
+Monthly snapshots are frozen, so the roll-up of each one is cached in the process (keyed by the
+snapshot, its close time, the thresholds and the reach); a re-close changes the key.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from openpyxl import Workbook
+from openpyxl.styles import Font, PatternFill
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pmo.accounts.permissions import Actor, Permission, can
+from pmo.core.errors import NotFound, PermissionDenied
+from pmo.delays import cases as case_service
+from pmo.delays import rules as delay_rules
+from pmo.delays import service as delays
+from pmo.orgs.models import BODY_KIND_LABELS, Body, BodyKind
+from pmo.plans.models import MonthlySnapshot
+from pmo.reports import charts, rules
+
+KIND_LABELS = {k.value: label for k, label in BODY_KIND_LABELS.items()}
+TREND_MONTHS = 24
+_snapshot_cache: OrderedDict[tuple[Any, ...], pd.DataFrame] = OrderedDict()
+_CACHE_SIZE = 256
+
+
+def prefecture_names(session: Session) -> dict[str, str]:
+    """Return prefecture code (2 digits) → name."""
+    rows = session.execute(select(Body.prefecture_code, Body.name).where(Body.kind == BodyKind.PREFECTURE))
+    return {code: name for code, name in rows}
+
+
+def previous_snapshot(session: Session, as_of: dt.date) -> MonthlySnapshot | None:
+    """Return the newest monthly close before ``as_of`` (the previous report)."""
+    return session.scalar(
+        select(MonthlySnapshot).where(MonthlySnapshot.as_of < as_of).order_by(MonthlySnapshot.as_of.desc()).limit(1)
+    )
+
+
+def snapshot_bodies(session: Session, snapshot: MonthlySnapshot, reach: delays.Reach,
+                    thresholds: delay_rules.SeverityThresholds) -> pd.DataFrame:
+    """Return the per-body roll-up (status, rate …) of a monthly close judged at its month end."""
+    key = (snapshot.id, snapshot.closed_dt, thresholds, reach)
+    cached = _snapshot_cache.get(key)
+    if cached is not None:
+        _snapshot_cache.move_to_end(key)
+        return cached
+    plans = delays.load_snapshot_plans(session, snapshot, reach)
+    bodies = delays.judge(plans, snapshot.as_of, thresholds, light=True).bodies
+    _snapshot_cache[key] = bodies
+    while len(_snapshot_cache) > _CACHE_SIZE:
+        _snapshot_cache.popitem(last=False)
+    return bodies
+
+
+def trend_table(session: Session, reach: delays.Reach, thresholds: delay_rules.SeverityThresholds,
+                as_of: dt.date) -> pd.DataFrame:
+    """Return the month-by-month roll-up of the monthly closes up to ``as_of`` (last 24 months)."""
+    snapshots = list(session.scalars(
+        select(MonthlySnapshot).where(MonthlySnapshot.as_of <= as_of)
+        .order_by(MonthlySnapshot.as_of.desc()).limit(TREND_MONTHS)
+    ))
+    points = [(f"{s.month.year}年{s.month.month}月", snapshot_bodies(session, s, reach, thresholds))
+              for s in reversed(snapshots)]
+    return rules.trend(points)
+
+
+@dataclass
+class Dashboard:
+    """The tables, figures and definitions of one dashboard page."""
+
+    as_of: dt.date
+    title: str
+    prefecture_code: str | None
+    state: delays.DelayState
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    figures: dict[str, dict[str, Any]] = field(default_factory=dict)
+    definitions: dict[str, str] = field(default_factory=dict)
+    followup: pd.DataFrame | None = None
+    cases_by_body: dict[str, Any] = field(default_factory=dict)
+    filter_options: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        bodies = self.state.bodies
+        closed = bodies["done"].fillna(0).sum() + bodies["not_applicable"].fillna(0).sum()
+        total = bodies["total"].fillna(0).sum()
+        return {
+            "bodies": int(len(bodies)),
+            "attention": int(bodies["status"].isin(rules.ATTENTION).sum()),
+            "critical": int((bodies["status"] == "critical").sum()),
+            "rate": round(100 * closed / total, 1) if total else 0.0,
+            "open_cases": len(self.cases_by_body),
+        }
+
+
+def _case_labels(cases_by_body: dict[str, Any]) -> dict[str, str]:
+    return {code: f"{case.status.label}（No.{case.id}）" for code, case in cases_by_body.items()}
+
+
+def dashboard(session: Session, actor: Actor, as_of: dt.date, prefecture_code: str | None = None,
+              flt: rules.FollowupFilter | None = None) -> Dashboard:
+    """Return the national dashboard, or one prefecture's (its bodies only) when ``prefecture_code`` is given.
+
+    :raise PermissionDenied: national view without ``DASHBOARD_NATIONAL``.
+    :raise NotFound: a prefecture outside the actor's reach.
+    """
+    flt = flt or rules.FollowupFilter()
+    names = prefecture_names(session)
+    if prefecture_code is None:
+        if not can(actor, Permission.DASHBOARD_NATIONAL):
+            raise PermissionDenied("全国ダッシュボードを閲覧する権限がありません。")
+        title = "全国"
+    else:
+        if prefecture_code not in names:
+            raise NotFound("都道府県が見つかりません。")
+        title = names[prefecture_code]
+    state = delays.delay_state(session, actor, as_of, prefecture_code=prefecture_code)
+    thresholds = delays.thresholds_dict(state.thresholds)
+    reach = delays.Reach(national=True) if prefecture_code is None else delays.Reach(prefecture_code=prefecture_code)
+    board = Dashboard(as_of=as_of, title=title, prefecture_code=prefecture_code, state=state)
+    plans, bodies = state.plans, state.bodies
+
+    board.tables["status"] = rules.status_counts(bodies)
+    board.tables["rate_item"] = rules.rate_by_item(plans)
+    if prefecture_code is None:
+        board.tables["rate_prefecture"] = rules.rate_by_prefecture(plans, names)
+        board.tables["heatmap"] = rules.heatmap(plans, names)
+    else:
+        board.tables["rate_prefecture"] = rules.rate_by_body(plans, bodies)
+        board.tables["heatmap"] = rules.heatmap(plans, names, by="body_code")
+    board.tables["trend"] = trend_table(session, reach, state.thresholds, as_of)
+
+    board.cases_by_body = {
+        code: case for code, case in case_service.open_case_by_body(session, actor).items()
+        if code in set(bodies["body_code"])
+    }
+    board.followup = rules.followup_bodies(bodies, flt)
+    board.tables["followup"] = rules.followup_table(board.followup, names, KIND_LABELS, _case_labels(board.cases_by_body))
+
+    board.figures["status"] = charts.status_bar(board.tables["status"])
+    board.figures["rate_item"] = charts.rate_bar(
+        list(board.tables["rate_item"]["作業項目"]), list(board.tables["rate_item"]["完了率(%)"]), "完了率(%)",
+        hover=list(board.tables["rate_item"]["名称"]))
+    rp = board.tables["rate_prefecture"]
+    board.figures["rate_prefecture"] = charts.rate_bar(
+        list(rp["都道府県"] if prefecture_code is None else rp["団体名"]), list(rp["完了率(%)"]), "完了率(%)", height=380)
+    board.figures["heatmap"] = charts.heatmap(board.tables["heatmap"])
+    board.figures["trend"] = charts.trend(board.tables["trend"])
+    for key in ("status", "rate_item", "rate_prefecture", "heatmap", "trend", "followup"):
+        board.definitions[key] = rules.definition_text(key, thresholds)
+    if prefecture_code is not None:
+        board.definitions["rate_prefecture"] = (
+            "団体ごとの（完了 ＋ 対象外）÷ 該当サブタスク数です。状況は最も重い遅延の兆候です。"
+        )
+        board.definitions["heatmap"] = "各マスは、その団体のその作業項目の該当サブタスクの（完了 ＋ 対象外）÷ サブタスク数です。"
+    board.filter_options = _filter_options(bodies, plans, names)
+    return board
+
+
+def _filter_options(bodies: pd.DataFrame, plans: pd.DataFrame, names: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
+    codes = sorted(set(bodies["prefecture_code"]))
+    kinds = [k for k in BodyKind if k.value in set(bodies["kind"])]
+    items = plans.drop_duplicates("item").sort_values("sort_order")
+    vendors = sorted({v for vs in bodies["vendors"] for v in vs})
+    from pmo.orgs.service import POPULATION_CLASSES
+
+    return {
+        "prefecture": [(c, names.get(c, c)) for c in codes],
+        "kind": [(k.value, k.label) for k in kinds],
+        "population_class": [(label, label) for _, _, label in POPULATION_CLASSES],
+        "signal": [(k.value, k.label) for k in delay_rules.SignalKind],
+        "item": [(i, f"{i} {n}") for i, n in zip(items["item"], items["item_name"])],
+        "vendor": [(v, v) for v in vendors],
+        "status": [("", "遅延・重大"), ("critical", "重大のみ"), ("delayed", "遅延のみ"), ("notice", "注意のみ")],
+        "sort": [("status", "状況の重い順"), ("signals", "兆候の多い順"), ("rate", "完了率の低い順"),
+                 ("population", "人口の多い順"), ("code", "団体コード順")],
+    }
+
+
+# --- the body page -------------------------------------------------------------------------------
+
+
+@dataclass
+class BodyView:
+    body: Body
+    as_of: dt.date
+    status: str
+    rate: float | None
+    plans: pd.DataFrame
+    signals: pd.DataFrame
+    gantt: dict[str, Any]
+    table: pd.DataFrame
+
+
+def body_view(session: Session, actor: Actor, code: str, as_of: dt.date) -> BodyView:
+    """Return one body's plans against actuals, its forecast and each signal explained."""
+    from pmo.orgs.service import get_body
+
+    body = get_body(session, actor, code, Permission.DELAY_VIEW)
+    state = delays.delay_state(session, actor, as_of, body_code=code)
+    plans = state.plans.copy()
+    for column, fn in (("planned_start", delay_rules.effective_starts), ("actual_start", delay_rules.effective_starts),
+                       ("planned_end", delay_rules.effective_ends), ("actual_end", delay_rules.effective_ends)):
+        plans[f"{column}_eff"] = pd.Series(fn(plans[column], plans[f"{column}_precision"]), index=plans.index)
+    # Actual dates after the as-of date had not happened yet.
+    for column in ("actual_start_eff", "actual_end_eff"):
+        plans.loc[plans[column] > pd.Timestamp(as_of), column] = pd.NaT
+    applicable = plans[~plans["not_applicable"]]
+    row = state.bodies.iloc[0] if len(state.bodies) else None
+    table = pd.DataFrame({
+        "サブタスク": plans["subtask"], "名称": plans["subtask_name"],
+        "状態": [delay_rules.SubtaskStatus(s).label for s in plans["status"]],
+        "計画開始": [_fmt(d, p, "start") for d, p in zip(plans["planned_start"], plans["planned_start_precision"])],
+        "計画終了": [_fmt(d, p, "end") for d, p in zip(plans["planned_end"], plans["planned_end_precision"])],
+        "実績開始": [_fmt(d, p, "start") for d, p in zip(plans["actual_start"], plans["actual_start_precision"])],
+        "実績終了": [_fmt(d, p, "end") for d, p in zip(plans["actual_end"], plans["actual_end_precision"])],
+        "完了見込み": [_fmt(d, "day", "end") for d in plans["forecast_end"]],
+        "マイルストーン": [_fmt(d, "day", "end") for d in plans["milestone"]],
+        "ベンダー": plans["vendor"].fillna(""),
+    })
+    return BodyView(
+        body=body, as_of=as_of, status=str(row["status"]) if row is not None else "on_track",
+        rate=float(row["rate"]) if row is not None and not pd.isna(row["rate"]) else None,
+        plans=plans, signals=delays.explained(state.signals), gantt=charts.gantt(applicable, as_of), table=table,
+    )
+
+
+def _fmt(value: Any, precision: Any, _end: str) -> str:
+    if value is None or pd.isna(value):
+        return ""
+    day = pd.Timestamp(value).date()
+    if precision == "month":
+        return f"{day.year}-{day.month:02d}（月）"
+    return day.isoformat()
+
+
+# --- the steering-meeting report ---------------------------------------------------------------------
+
+
+@dataclass
+class SteeringReport:
+    as_of: dt.date
+    previous: MonthlySnapshot | None
+    summary: dict[str, Any]
+    sections: dict[str, pd.DataFrame]
+    titles: dict[str, str]
+    definitions: dict[str, str]
+
+
+SECTION_TITLES = {
+    "national": "全国の状況",
+    "signals": "遅延の兆候の内訳",
+    "prefecture": "都道府県別",
+    "item": "作業項目別",
+    "change_summary": "前回報告からの変化（状況別団体数）",
+    "changes": "前回報告から状況が変わった団体",
+    "at_risk": "重大な遅延のある団体とフォロー状況",
+}
+
+
+def prefecture_summary(bodies: pd.DataFrame, plans: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
+    """Return per prefecture the count of bodies per status and the completion rate."""
+    rates = rules.rate_by_prefecture(plans, names).set_index("都道府県コード")
+    counts = bodies.groupby("prefecture_code")["status"].value_counts().unstack(fill_value=0)
+    counts = counts.reindex(columns=rules.STATUS_ORDER, fill_value=0)
+    out = pd.DataFrame({"都道府県コード": rates.index, "都道府県": rates["都道府県"].to_numpy(),
+                        "団体数": rates["団体数"].to_numpy()})
+    for status in rules.STATUS_ORDER:
+        out[rules.STATUS_LABEL[status]] = [int(counts.at[c, status]) if c in counts.index else 0 for c in out["都道府県コード"]]
+    out["完了率(%)"] = rates["完了率(%)"].to_numpy()
+    return out
+
+
+def steering_report(session: Session, actor: Actor, as_of: dt.date) -> SteeringReport:
+    """Return the 全体推進会議 report for ``as_of``: national, by prefecture, by 作業項目, changes, at-risk bodies."""
+    if not can(actor, Permission.REPORT_STEERING):
+        raise PermissionDenied("全体推進会議の報告を作成する権限がありません。")
+    names = prefecture_names(session)
+    state = delays.delay_state(session, actor, as_of)
+    bodies, plans = state.bodies, state.plans
+    thresholds = delays.thresholds_dict(state.thresholds)
+    previous = previous_snapshot(session, as_of)
+    cases = case_service.open_case_by_body(session, actor)
+    sections: dict[str, pd.DataFrame] = {
+        "national": rules.status_counts(bodies),
+        "signals": rules.signal_counts(state.signals),
+        "prefecture": prefecture_summary(bodies, plans, names),
+        "item": rules.rate_by_item(plans),
+    }
+    if previous is not None:
+        before = snapshot_bodies(session, previous, delays.Reach(national=True), state.thresholds)
+        sections["change_summary"] = rules.change_summary(before, bodies)
+        sections["changes"] = rules.changes_since(before, bodies)
+    at_risk = rules.followup_bodies(bodies, rules.FollowupFilter(status="critical"))
+    table = rules.followup_table(at_risk, names, KIND_LABELS, {c: case.status.label for c, case in cases.items()})
+    table["次回連絡日"] = [
+        cases[c].next_contact_date.isoformat() if c in cases and cases[c].next_contact_date else "" for c in at_risk["body_code"]
+    ]
+    table["原因"] = [cases[c].cause.label if c in cases else "" for c in at_risk["body_code"]]
+    sections["at_risk"] = table.drop(columns=["兆候の種類"])
+    closed = bodies["done"].fillna(0).sum() + bodies["not_applicable"].fillna(0).sum()
+    total = bodies["total"].fillna(0).sum()
+    counts = case_service.case_counts(session, actor)
+    summary = {
+        "bodies": int(len(bodies)), "rate": round(100 * closed / total, 1) if total else 0.0,
+        "critical": int((bodies["status"] == "critical").sum()),
+        "attention": int(bodies["status"].isin(rules.ATTENTION).sum()),
+        "open_cases": counts["open"], "watching_cases": counts["watching"], "resolved_cases": counts["resolved"],
+    }
+    definitions = {k: rules.definition_text(k, thresholds) for k in ("status", "rate_item", "rate_prefecture", "changes")}
+    return SteeringReport(as_of=as_of, previous=previous, summary=summary, sections=sections,
+                          titles=SECTION_TITLES, definitions=definitions)
+
+
+# --- files -----------------------------------------------------------------------------------------
+
+
+def _cell_value(value: Any) -> Any:
+    if value is None or (not isinstance(value, (list, str)) and pd.isna(value)):
+        return None
+    if hasattr(value, "item"):  # numpy scalar
+        return value.item()
+    return value
+
+
+def write_xlsx(sheets: dict[str, pd.DataFrame], notes: dict[str, str] | None = None) -> bytes:
+    """Return an .xlsx with one sheet per table; text cells are typed as strings (never formulas)."""
+    workbook = Workbook()
+    workbook.remove(workbook.active)
+    header_fill = PatternFill("solid", fgColor="E8F1FE")
+    for title, frame in sheets.items():
+        sheet = workbook.create_sheet(title=title[:31])
+        row_offset = 1
+        if notes and notes.get(title):
+            cell = sheet.cell(row=1, column=1, value=notes[title])
+            cell.data_type = "s"
+            row_offset = 3
+        for col, name in enumerate(frame.columns, start=1):
+            cell = sheet.cell(row=row_offset, column=col, value=str(name))
+            cell.data_type = "s"
+            cell.font = Font(bold=True)
+            cell.fill = header_fill
+            sheet.column_dimensions[cell.column_letter].width = max(10, min(40, 2 * len(str(name)) + 4))
+        for r, record in enumerate(frame.itertuples(index=False), start=row_offset + 1):
+            for c, value in enumerate(record, start=1):
+                value = _cell_value(value)
+                cell = sheet.cell(row=r, column=c, value=value)
+                if isinstance(value, str):
+                    cell.data_type = "s"  # a leading "=" stays text
+        sheet.freeze_panes = sheet.cell(row=row_offset + 1, column=1)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+def write_csv(frame: pd.DataFrame) -> bytes:
+    """Return the table as CSV in UTF-8 with BOM (opens in Excel); text that looks like a formula is quoted with '."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow([str(c) for c in frame.columns])
+    for record in frame.itertuples(index=False):
+        row = []
+        for value in record:
+            value = _cell_value(value)
+            if value is None:
+                row.append("")
+            elif isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+                row.append("'" + value)
+            else:
+                row.append(value)
+        writer.writerow(row)
+    return ("\ufeff" + buffer.getvalue()).encode("utf-8")
