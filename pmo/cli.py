@@ -234,7 +234,9 @@ def register_commands(app: Flask) -> None:
 
 
 # Domains add their command groups here ("module:group").
-DOMAIN_COMMANDS: list[str] = []
+DOMAIN_COMMANDS: list[str] = [
+    "pmo.plans.cli:plans_group",
+]
 
 
 def _register_domain_commands(app: Flask) -> None:
