@@ -21,6 +21,7 @@ SEED_STEPS: list[str] = [
 
 DEMO_STEPS: list[str] = [
     "pmo.demo:seed_demo_users",
+    "pmo.plans.demo:seed_demo_plans",
 ]
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from pmo.accounts.permissions import Actor, Permission, can
@@ -41,6 +41,7 @@ from pmo.core.tabular import (
 )
 from pmo.orgs.models import Body
 from pmo.plans import rules
+from pmo.plans.bulk import bulk_insert
 from pmo.plans.models import ImportJob, ImportStatus, Plan, PlanRevision
 from pmo.plans.rules import PlanValues
 from pmo.plans.service import column_values, get_body
@@ -416,19 +417,23 @@ def commit_job(session: Session, actor: Actor, job: ImportJob, storage: Path,
         done += len(updates[start:start + chunk])
         if progress:
             progress(done, total)
-    ids: dict[tuple[int, int], int] = {}
     for start in range(0, len(creates), chunk):
         part = creates[start:start + chunk]
-        for pid, b, s in session.execute(insert(Plan).returning(Plan.id, Plan.body_id, Plan.subtask_id), part):
-            ids[(b, s)] = pid
+        bulk_insert(session, Plan.__table__, part)
         done += len(part)
         if progress:
             progress(done, total)
+    ids: dict[tuple[int, int], int] = {}
+    if creates:
+        created_bodies = {c["body_id"] for c in creates}
+        stmt = select(Plan.id, Plan.body_id, Plan.subtask_id)
+        if len(created_bodies) < 500:
+            stmt = stmt.where(Plan.body_id.in_(created_bodies))
+        ids = {(b, s): pid for pid, b, s in session.execute(stmt)}
     for rev in revisions:
         rev.setdefault("plan_id", ids.get((rev["body_id"], rev["subtask_id"])))
         rev.update(recorded_dt=now, user_id=user_id, channel="import", batch_id=job.batch_id)
-    for start in range(0, len(revisions), 5000):
-        session.execute(insert(PlanRevision), revisions[start:start + 5000])
+    bulk_insert(session, PlanRevision.__table__, revisions)
     counts = {"created": len(creates), "updated": len(updates), "unchanged": unchanged}
     job.status = ImportStatus.DONE
     job.finished_dt = clock.now()

@@ -133,7 +133,7 @@ class SnapshotRow(Base):
     actual_end_precision: Mapped[DatePrecision] = mapped_column(default=DatePrecision.DAY)
     progress: Mapped[int | None]
     not_applicable: Mapped[bool] = mapped_column(default=False)
-    status: Mapped[str] = mapped_column(String(12))  # not_started / in_progress / done / not_applicable
+    status: Mapped[str] = mapped_column(String(20))  # not_started / in_progress / done / not_applicable
 
 
 class ImportStatus(enum.Enum):

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from pmo.accounts.permissions import Actor, Permission, can
@@ -25,6 +25,7 @@ from pmo.core.errors import Conflict, NotFound, PermissionDenied, Problem, Valid
 from pmo.orgs.models import Body
 from pmo.orgs.service import get_body
 from pmo.plans import rules
+from pmo.plans.bulk import bulk_insert
 from pmo.plans.models import (
     CompletionValue,
     DatePrecision,
@@ -180,7 +181,7 @@ def _user_names(session: Session, ids: set[int]) -> dict[int, str]:
 
     if not ids:
         return {}
-    return dict(session.execute(select(User.id, User.display_name).where(User.id.in_(ids))).tuples().all())
+    return dict(session.execute(select(User.id, User.display_name).where(User.id.in_(ids))).all())
 
 
 # --- saving -------------------------------------------------------------------------------------
@@ -337,7 +338,7 @@ def state_on(session: Session, on: dt.date, body_ids: Sequence[int] | None = Non
 def plan_history(session: Session, actor: Actor, body_code: str, limit: int = 200) -> list[dict[str, Any]]:
     """Return the body's recent plan changes, newest first, with what changed."""
     body = get_body(session, actor, body_code, Permission.PLAN_VIEW)
-    codes = dict(session.execute(select(Subtask.id, Subtask.code)).tuples().all())
+    codes = dict(session.execute(select(Subtask.id, Subtask.code)).all())
     revisions = session.scalars(
         select(PlanRevision).where(PlanRevision.body_id == body.id)
         .order_by(PlanRevision.recorded_dt.desc(), PlanRevision.id.desc()).limit(limit)
@@ -400,8 +401,7 @@ def close_month(session: Session, actor: Actor, month: dt.date) -> MonthlySnapsh
     rows = snapshot_rows(session, as_of)
     for row in rows:
         row["snapshot_id"] = snapshot.id
-    for start in range(0, len(rows), 5000):
-        session.execute(insert(SnapshotRow), rows[start:start + 5000])
+    bulk_insert(session, SnapshotRow.__table__, rows)
     snapshot.row_count = len(rows)
     audit.record(session, actor, "plans.month_closed", target=snapshot, after={"month": month, "rows": len(rows)})
     session.flush()

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 16:58:22.216201
+Create Date: 2026-11-26 17:26:07.775197
 """
 from __future__ import annotations
 
@@ -352,7 +352,7 @@ def upgrade() -> None:
     sa.Column('actual_end_precision', sa.Enum('day', 'month', name='dateprecision', native_enum=False, length=40), nullable=False),
     sa.Column('progress', sa.Integer(), nullable=True),
     sa.Column('not_applicable', sa.Boolean(), nullable=False),
-    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('status', sa.String(length=20), nullable=False),
     sa.ForeignKeyConstraint(['body_id'], ['bodies.id'], name=op.f('fk_snapshot_rows_body_id_bodies')),
     sa.ForeignKeyConstraint(['snapshot_id'], ['monthly_snapshots.id'], name=op.f('fk_snapshot_rows_snapshot_id_monthly_snapshots'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['subtask_id'], ['subtasks.id'], name=op.f('fk_snapshot_rows_subtask_id_subtasks')),
