@@ -251,8 +251,7 @@ def validate_rows(session: Session, actor: Actor, data: bytes, filename: str, na
             seen[key] = number
             raw = {name: row[column] for name, column in COLUMN_OF.items()}
             values, found = rules.parse_values(raw)
-            if not found:
-                found = rules.check_values(values, today, require_completion=False)
+            found += rules.check_values(values, today, require_completion=False)
             for p in found:
                 column = COLUMN_OF.get(p.field, p.field)
                 problems.append(TableProblem(sheet, number, column, row.get(column), p.message))
@@ -434,7 +433,8 @@ def commit_job(session: Session, actor: Actor, job: ImportJob, storage: Path,
         rev.setdefault("plan_id", ids.get((rev["body_id"], rev["subtask_id"])))
         rev.update(recorded_dt=now, user_id=user_id, channel="import", batch_id=job.batch_id)
     bulk_insert(session, PlanRevision.__table__, revisions)
-    counts = {"created": len(creates), "updated": len(updates), "unchanged": unchanged}
+    counts = {"created": len(creates), "updated": len(updates),
+              "unchanged": max(job.total_rows - len(creates) - len(updates), unchanged)}
     job.status = ImportStatus.DONE
     job.finished_dt = clock.now()
     job.processed_rows = job.total_rows
