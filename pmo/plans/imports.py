@@ -373,7 +373,8 @@ def mark_if_stale(job: ImportJob) -> bool:
 def commit_job(session: Session, actor: Actor, job: ImportJob, storage: Path,
                progress: Progress | None = None) -> dict[str, int]:
     """Apply a previewed job in the caller's transaction: bulk writes, revisions, one audit entry."""
-    if job.status is not ImportStatus.PREVIEWED:
+    startable = job.status is ImportStatus.PREVIEWED or (job.status is ImportStatus.RUNNING and job.phase == "apply")
+    if not startable:
         raise NotFound("確定できる取込処理ではありません。")
     rows = json.loads((storage / (job.stored_path or "")).read_text(encoding="utf-8"))
     bodies = {b.id: b for b in session.scalars(select(Body).where(Body.id.in_({r[0] for r in rows})))} if rows else {}
