@@ -299,8 +299,7 @@ def job_commit(batch_id: str) -> Any:
         found.finished_dt = clock.now()
         db.commit()
         raise
-    flash(f"取り込みました（新規{counts['created']:,}件・更新{counts['updated']:,}件・変更なし{counts['unchanged']:,}件）。",
-          "success")
+    del counts  # the job page shows them
     return redirect(url_for("plans.job", batch_id=batch_id))
 
 
