@@ -11,6 +11,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from pmo.accounts.permissions import Actor, Permission, can
+from pmo.audit import service as audit
 from pmo.catalog.models import (
     CatalogVersion,
     CompletionField,
@@ -20,8 +22,6 @@ from pmo.catalog.models import (
     SubtaskTerms,
     WorkItem,
 )
-from pmo.accounts.permissions import Actor, Permission, can
-from pmo.audit import service as audit
 from pmo.core import clock
 from pmo.core.errors import NotFound, PermissionDenied, Problem, ValidationFailed
 from pmo.orgs.models import BodyKind

@@ -116,4 +116,4 @@ def add_field(subtask_id: int) -> Any:
     return redirect(url_for("catalog.index") + f"#st-{subtask_id}")
 
 
-__all__ = ["bp", "FieldType"]
+__all__ = ["FieldType", "bp"]

@@ -34,10 +34,9 @@ def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
     dbapi = conn.connection.driver_connection
     if conn.dialect.name == "postgresql":
         names = ", ".join(f'"{c}"' for c in columns)
-        with dbapi.cursor() as cursor:  # type: ignore[union-attr]
-            with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
-                for row in rows:
-                    copy.write_row([_plain(row[c]) for c in columns])
+        with dbapi.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:  # type: ignore[union-attr]
+            for row in rows:
+                copy.write_row([_plain(row[c]) for c in columns])
         return len(rows)
     processors = [table.c[c].type._cached_bind_processor(conn.dialect) for c in columns]
     pairs = list(zip(columns, processors))

@@ -66,7 +66,7 @@ def _profile(rnd: random.Random) -> str:
 
 
 def _clip(day: dt.date, limit: dt.date) -> dt.date:
-    return day if day <= limit else limit
+    return min(day, limit)
 
 
 def _month_start(day: dt.date) -> PartialDate:
@@ -80,7 +80,7 @@ def _month_end(day: dt.date) -> PartialDate:
 def _at(day: dt.date, rnd: random.Random) -> dt.datetime:
     """A plausible office-hours moment on ``day`` (JST), as UTC."""
     local = dt.datetime.combine(day, dt.time(9 + rnd.randrange(9), rnd.randrange(60)), clock.JST)
-    return local.astimezone(dt.timezone.utc)
+    return local.astimezone(dt.UTC)
 
 
 def _completion(spec: Any, end: dt.date, body: Body, rnd: random.Random) -> str:
@@ -239,7 +239,7 @@ def _close_months(session: Session, histories: dict[tuple[int, int], list[tuple[
         as_of = month.replace(day=calendar.monthrange(month.year, month.month)[1])
         cutoff = dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), clock.JST)
         subtasks = subtasks_on(session, as_of)
-        snap = MonthlySnapshot(month=month, as_of=as_of, closed_dt=cutoff.astimezone(dt.timezone.utc)
+        snap = MonthlySnapshot(month=month, as_of=as_of, closed_dt=cutoff.astimezone(dt.UTC)
                                + dt.timedelta(days=3), closed_by_id=None)
         session.add(snap)
         session.flush()

@@ -159,7 +159,7 @@ def export_file(session: Session, actor: Actor, body_code: str | None, fmt: str 
 class ParsedRow:
     body_id: int
     subtask_id: int
-    values: dict[str, Any]  # PlanValues.to_json() without completion/vendor
+    values: list[Any]  # _pack(): the file's columns
 
 
 @dataclass
@@ -213,8 +213,10 @@ def validate_rows(session: Session, actor: Actor, data: bytes, filename: str, na
     bodies = {b.code: b for b in session.scalars(select(Body))}
     problems: list[TableProblem] = []
     seen: dict[tuple[int, int], int] = {}
-    parsed: list[tuple[Body, Any, PlanValues]] = []
     allowed: dict[int, bool] = {}
+    existing = _existing(session, None if national or actor.body is None else {actor.body.id})
+    preview = Preview()
+    accepted = 0
     with open_table(data, filename, HEADERS, max_rows=MAX_ROWS) as reader:
         sheet = reader.sheet
         total_hint = max(len(data) // 60, 1) if filename.lower().endswith(".csv") else 0
@@ -255,39 +257,56 @@ def validate_rows(session: Session, actor: Actor, data: bytes, filename: str, na
             for p in found:
                 column = COLUMN_OF.get(p.field, p.field)
                 problems.append(TableProblem(sheet, number, column, row.get(column), p.message))
-            if not found:
-                parsed.append((body, st, values))
+            if not found and not problems:
+                accepted += 1
+                _add_to_preview(preview, existing, body, st.id, values)
             if progress and count % 2000 == 0:
                 progress(count, total_hint)
     if problems:
         raise TableError(problems)
     if progress:
-        progress(len(parsed), len(parsed))
-    return _preview(session, parsed)
-
-
-def _preview(session: Session, parsed: list[tuple[Body, Any, PlanValues]]) -> Preview:
-    existing = _existing(session, {b.id for b, _, _ in parsed})
-    preview = Preview()
-    for body, st, values in parsed:
-        counts = preview.bodies.setdefault(body.code, {"name": body.name, "created": 0, "updated": 0, "unchanged": 0})
-        cols = existing.get((body.id, st.id))
-        current = _values_from_columns(cols)
-        merged = PlanValues(**{**{n: getattr(values, n) for n in rules.DATE_FIELDS}, "progress": values.progress,
-                               "not_applicable_reason": values.not_applicable_reason, "comment": values.comment,
-                               "vendor": current.vendor})
-        if cols is None:
-            if merged.is_empty:
-                counts["unchanged"] += 1
-                continue
-            counts["created"] += 1
-        elif merged == current:
-            counts["unchanged"] += 1
-            continue
-        else:
-            counts["updated"] += 1
-        preview.rows.append(ParsedRow(body.id, st.id, merged.to_json()))
+        progress(accepted, accepted)
     return preview
+
+
+def _add_to_preview(preview: Preview, existing: dict[tuple[int, int], tuple], body: Body, subtask_id: int,
+                    values: PlanValues) -> None:
+    """Count the row as created / updated / unchanged and keep it (packed) when it changes something."""
+    counts = preview.bodies.setdefault(body.code, {"name": body.name, "created": 0, "updated": 0, "unchanged": 0})
+    cols = existing.get((body.id, subtask_id))
+    current = _values_from_columns(cols)
+    merged = _merge(values, current)
+    if cols is None:
+        if merged.is_empty:
+            counts["unchanged"] += 1
+            return
+        counts["created"] += 1
+    elif merged == current:
+        counts["unchanged"] += 1
+        return
+    else:
+        counts["updated"] += 1
+    preview.rows.append(ParsedRow(body.id, subtask_id, _pack(merged)))
+
+
+def _merge(values: PlanValues, current: PlanValues) -> PlanValues:
+    """The file's columns over the stored plan; vendor and completion items are not in the file."""
+    return PlanValues(values.planned_start, values.planned_end, values.actual_start, values.actual_end,
+                      values.progress, values.not_applicable_reason, values.comment, current.vendor)
+
+
+def _pack(values: PlanValues) -> list[Any]:
+    """A compact JSON form of the file's columns (a 52,000-row preview stays small)."""
+    out: list[Any] = []
+    for name in rules.DATE_FIELDS:
+        value: PartialDate | None = getattr(values, name)
+        out.append(value.isoformat() if value else None)
+    return out + [values.progress, values.not_applicable_reason, values.comment]
+
+
+def _unpack(packed: list[Any]) -> PlanValues:
+    dates = [PartialDate.from_isoformat(v) if v else None for v in packed[:4]]
+    return PlanValues(*dates, progress=packed[4], not_applicable_reason=packed[5], comment=packed[6])
 
 
 # --- jobs ---------------------------------------------------------------------------------------
@@ -335,7 +354,8 @@ def validate_job(session: Session, actor: Actor, job: ImportJob, data: bytes, st
         return job
     storage.mkdir(parents=True, exist_ok=True)
     path = storage / f"plans-import-{job.batch_id}.json"
-    path.write_text(json.dumps([[r.body_id, r.subtask_id, r.values] for r in preview.rows]), encoding="utf-8")
+    path.write_text(json.dumps([[r.body_id, r.subtask_id, r.values] for r in preview.rows], separators=(",", ":")),
+                    encoding="utf-8")
     job.stored_path = path.name
     job.status = ImportStatus.PREVIEWED
     job.counts = {"bodies": preview.bodies, "totals": preview.totals()}
@@ -361,7 +381,7 @@ def mark_if_stale(job: ImportJob) -> bool:
     """Mark a running job whose heartbeat stopped as 中断 (its transaction never committed)."""
     beat = job.heartbeat_dt or job.created_dt
     if beat is not None and beat.tzinfo is None:
-        beat = beat.replace(tzinfo=dt.timezone.utc)
+        beat = beat.replace(tzinfo=dt.UTC)
     if job.status is ImportStatus.RUNNING and beat is not None and clock.now() - beat > STALE_AFTER:
         job.status = ImportStatus.INTERRUPTED
         job.message = "処理が中断されました（データは変更されていません）。もう一度取り込んでください。"
@@ -384,58 +404,46 @@ def commit_job(session: Session, actor: Actor, job: ImportJob, storage: Path,
     existing = _existing(session, set(bodies))
     now = clock.now()
     user_id = actor.user_id or None
-    creates: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
-    revisions: list[dict[str, Any]] = []
-    unchanged = 0
-    for body_id, subtask_id, after_json in rows:
-        values = PlanValues.from_json(after_json)
-        cols = existing.get((body_id, subtask_id))
-        current = _values_from_columns(cols)
-        values = PlanValues(**{**{n: getattr(values, n) for n in rules.DATE_FIELDS}, "progress": values.progress,
-                               "not_applicable_reason": values.not_applicable_reason, "comment": values.comment,
-                               "vendor": current.vendor})
-        if values == current or (cols is None and values.is_empty):
-            unchanged += 1
-            continue
-        record = column_values(values)
-        record.update(updated_dt=now, updated_by_id=user_id)
-        if cols is None:
-            creates.append({**record, "body_id": body_id, "subtask_id": subtask_id, "version": 1})
-            revisions.append({"body_id": body_id, "subtask_id": subtask_id, "before": None, "after": values.to_json()})
-        else:
-            plan_id, version = cols[12], cols[13]
-            updates.append({**record, "id": plan_id, "version": version + 1})
-            revisions.append({"plan_id": plan_id, "body_id": body_id, "subtask_id": subtask_id,
-                              "before": current.to_json(), "after": values.to_json()})
-    total = len(creates) + len(updates)
     job.phase = "apply"
-    done = 0
-    chunk = 2000
-    for start in range(0, len(updates), chunk):
-        session.execute(update(Plan), updates[start:start + chunk])
-        done += len(updates[start:start + chunk])
+    created = updated = 0
+    chunk = 5000
+    for start in range(0, len(rows), chunk):
+        creates: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        revisions: list[dict[str, Any]] = []
+        for body_id, subtask_id, packed in rows[start:start + chunk]:
+            cols = existing.get((body_id, subtask_id))
+            current = _values_from_columns(cols)
+            values = _merge(_unpack(packed), current)
+            if values == current or (cols is None and values.is_empty):
+                continue  # changed since the preview: nothing left to do
+            record = column_values(values)
+            record.update(updated_dt=now, updated_by_id=user_id)
+            revision = {"body_id": body_id, "subtask_id": subtask_id, "after": values.to_json(), "recorded_dt": now,
+                        "user_id": user_id, "channel": "import", "batch_id": job.batch_id}
+            if cols is None:
+                creates.append({**record, "body_id": body_id, "subtask_id": subtask_id, "version": 1})
+                revision.update(plan_id=None, before=None)
+            else:
+                updates.append({**record, "id": cols[12], "version": cols[13] + 1})
+                revision.update(plan_id=cols[12], before=current.to_json())
+            revisions.append(revision)
+        if updates:
+            session.execute(update(Plan), updates)
+        if creates:
+            bulk_insert(session, Plan.__table__, creates)
+            bodies_here = {c["body_id"] for c in creates}
+            ids = {(b, st): pid for pid, b, st in session.execute(
+                select(Plan.id, Plan.body_id, Plan.subtask_id).where(Plan.body_id.in_(bodies_here)))}
+            for revision in revisions:
+                if revision["plan_id"] is None:
+                    revision["plan_id"] = ids[(revision["body_id"], revision["subtask_id"])]
+        bulk_insert(session, PlanRevision.__table__, revisions)
+        created += len(creates)
+        updated += len(updates)
         if progress:
-            progress(done, total)
-    for start in range(0, len(creates), chunk):
-        part = creates[start:start + chunk]
-        bulk_insert(session, Plan.__table__, part)
-        done += len(part)
-        if progress:
-            progress(done, total)
-    ids: dict[tuple[int, int], int] = {}
-    if creates:
-        created_bodies = {c["body_id"] for c in creates}
-        stmt = select(Plan.id, Plan.body_id, Plan.subtask_id)
-        if len(created_bodies) < 500:
-            stmt = stmt.where(Plan.body_id.in_(created_bodies))
-        ids = {(b, s): pid for pid, b, s in session.execute(stmt)}
-    for rev in revisions:
-        rev.setdefault("plan_id", ids.get((rev["body_id"], rev["subtask_id"])))
-        rev.update(recorded_dt=now, user_id=user_id, channel="import", batch_id=job.batch_id)
-    bulk_insert(session, PlanRevision.__table__, revisions)
-    counts = {"created": len(creates), "updated": len(updates),
-              "unchanged": max(job.total_rows - len(creates) - len(updates), unchanged)}
+            progress(min(start + chunk, len(rows)), len(rows))
+    counts = {"created": created, "updated": updated, "unchanged": job.total_rows - created - updated}
     job.status = ImportStatus.DONE
     job.finished_dt = clock.now()
     job.processed_rows = job.total_rows

@@ -37,7 +37,6 @@ from pmo.plans.models import (
 )
 from pmo.plans.rules import FieldSpec, PlanValues
 
-
 # --- values in and out of rows --------------------------------------------------------------------
 
 

@@ -7,7 +7,18 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
 
 from pmo.accounts.permissions import Permission, can
@@ -76,7 +87,10 @@ def show(code: str) -> Any:
     editable = can(actor, Permission.PLAN_EDIT) and actor.body is not None and actor.body.code == code
     as_of_text = (request.args.get("as_of") or "").strip()
     as_of, as_of_error = _parse_as_of(as_of_text)
-    if request.method == "GET" or not editable:
+    if request.method == "POST" and not editable:
+        service.load_sheet(db, actor, code)  # 404 outside the actor's scope
+        abort(403)
+    if request.method == "GET":
         sheet = service.load_sheet(db, actor, code, as_of)
         db.commit()
         return _render_sheet(sheet, as_of_text=as_of_text, as_of_error=as_of_error, editable=editable)
@@ -319,6 +333,13 @@ def national() -> Any:
     db.commit()
     return render_template("plans/national.html", form=form, close_form=close_form, jobs=jobs,
                            snapshots=service.list_snapshots(db), may_close=can(current_actor(), Permission.MONTHLY_CLOSE))
+
+
+@bp.route("/open")
+@require(Permission.PLAN_VIEW)
+def open_body() -> Any:
+    code = "".join(ch for ch in (request.args.get("code") or "") if ch.isalnum())[:6]
+    return redirect(url_for("plans.show", code=code) if code else url_for("plans.national"))
 
 
 @bp.route("/national/close", methods=("POST",))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from pathlib import Path
 
 import openpyxl
 import pytest
@@ -84,7 +85,7 @@ def test_body_downloads_its_sheet_changes_it_and_uploads_it_back(page, live_serv
     page.goto("/plans/012033")
     with page.expect_download() as info:
         page.get_by_role("link", name="Excelでダウンロード").click()
-    workbook = openpyxl.load_workbook(io.BytesIO(open(info.value.path(), "rb").read()))
+    workbook = openpyxl.load_workbook(io.BytesIO(Path(info.value.path()).read_bytes()))
     sheet = workbook["計画・実績"]
     assert [c.value for c in sheet[1]] == ["団体コード", "団体名", "サブタスク", "計画開始日", "計画終了日", "実績開始日",
                                            "実績終了日", "進捗率", "対象外理由", "備考"]

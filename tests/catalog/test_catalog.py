@@ -17,7 +17,7 @@ from pmo.core.errors import PermissionDenied, ValidationFailed
 
 @pytest.fixture(autouse=True)
 def _today():
-    clock.freeze(dt.datetime(2015, 12, 15, 3, tzinfo=dt.timezone.utc))
+    clock.freeze(dt.datetime(2015, 12, 15, 3, tzinfo=dt.UTC))
 
 
 def by_code(views):

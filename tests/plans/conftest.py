@@ -11,7 +11,7 @@ from pmo.accounts.service import actor_for
 from pmo.core import clock
 from pmo.plans import service
 
-NOW = dt.datetime(2015, 12, 15, 3, 0, tzinfo=dt.timezone.utc)  # 12:00 JST
+NOW = dt.datetime(2015, 12, 15, 3, 0, tzinfo=dt.UTC)  # 12:00 JST
 
 
 @pytest.fixture(autouse=True)

@@ -116,12 +116,12 @@ def test_rows_the_user_did_not_touch_are_not_conflicts(db_session, actor):
 
 def test_state_on_a_past_date_replays_history(db_session, actor):
     _, staff = actor(Role.BODY_STAFF, CITY_A)
-    clock.freeze(dt.datetime(2015, 10, 1, 1, 0, tzinfo=dt.timezone.utc))
+    clock.freeze(dt.datetime(2015, 10, 1, 1, 0, tzinfo=dt.UTC))
     service.save_sheet(db_session, staff, CITY_A, [row("J-2", None, planned_start="2015-06-01", planned_end="2015-09-30")])
-    clock.freeze(dt.datetime(2015, 11, 20, 1, 0, tzinfo=dt.timezone.utc))
+    clock.freeze(dt.datetime(2015, 11, 20, 1, 0, tzinfo=dt.UTC))
     service.save_sheet(db_session, staff, CITY_A, [row("J-2", None, planned_start="2015-06-01", planned_end="2015-12-18",
                                                        actual_start="2015-06-10")])
-    clock.freeze(dt.datetime(2015, 12, 15, 1, 0, tzinfo=dt.timezone.utc))
+    clock.freeze(dt.datetime(2015, 12, 15, 1, 0, tzinfo=dt.UTC))
 
     def j2(on):
         return next(r for r in service.load_sheet(db_session, staff, CITY_A, on).rows if r.subtask.code == "J-2")
@@ -145,9 +145,9 @@ def test_history_lists_what_changed(db_session, actor):
 def test_monthly_close_freezes_every_body(db_session, actor, body):
     _, staff = actor(Role.BODY_STAFF, CITY_A)
     _, officer = actor(Role.MINISTRY_OFFICER, ministry="mic")
-    clock.freeze(dt.datetime(2015, 11, 10, 1, 0, tzinfo=dt.timezone.utc))
+    clock.freeze(dt.datetime(2015, 11, 10, 1, 0, tzinfo=dt.UTC))
     service.save_sheet(db_session, staff, CITY_A, [row("E-4", None, planned_end="2015-12-11", actual_start="2015-11-02")])
-    clock.freeze(dt.datetime(2015, 12, 2, 1, 0, tzinfo=dt.timezone.utc))
+    clock.freeze(dt.datetime(2015, 12, 2, 1, 0, tzinfo=dt.UTC))
     service.save_sheet(db_session, staff, CITY_A, [row("E-4", None, planned_end="2015-12-11", actual_start="2015-11-02",
                                                        actual_end="2015-12-01")])
     snapshot = service.close_month(db_session, officer, dt.date(2015, 11, 1))

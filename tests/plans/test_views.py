@@ -87,9 +87,9 @@ def test_past_state_is_shown_read_only(client, auth, actor, db_session):
     from pmo.core import clock
 
     _, staff = actor(Role.BODY_STAFF, CITY_A)
-    clock.freeze(dt.datetime(2015, 10, 1, 1, tzinfo=dt.timezone.utc))
+    clock.freeze(dt.datetime(2015, 10, 1, 1, tzinfo=dt.UTC))
     service.save_sheet(db_session, staff, CITY_A, [row("J-2", None, planned_end="2015-09-30")])
-    clock.freeze(dt.datetime(2015, 12, 1, 1, tzinfo=dt.timezone.utc))
+    clock.freeze(dt.datetime(2015, 12, 1, 1, tzinfo=dt.UTC))
     service.save_sheet(db_session, staff, CITY_A, [row("J-2", None, planned_end="2015-12-18")])
     db_session.commit()
     auth.login(role=Role.BODY_STAFF, body=CITY_A)
@@ -109,6 +109,8 @@ def test_other_bodies_are_404_and_prefecture_reads_without_editing(client, auth)
     assert "管下団体の進捗" in html and "小樽市" in html
     page = client.get(f"/plans/{CITY_A}").get_data(as_text=True)
     assert "閲覧のみです" in page and "保存する" not in page
+    assert client.post_form(f"/plans/{CITY_A}", {"A-6__version": "0", "A-6__planned_start": "2015-04-01"},
+                            token_from=f"/plans/{CITY_A}").status_code == 403
     response = client.post_form(f"/plans/{CITY_A}/comments", {"text": "議会日程を確認してください", "subtask": "j-2"},
                                 token_from=f"/plans/{CITY_A}")
     assert response.status_code == 302
