@@ -81,12 +81,14 @@ def _register_blueprints(app: Flask, csrf: Any) -> None:
     from pmo.api.views import bp as api_bp
     from pmo.audit.views import bp as audit_bp
     from pmo.home.views import bp as home_bp
+    from pmo.ops import views as ops_views
     from pmo.orgs.views import bp as orgs_bp
     from pmo.catalog.views import bp as catalog_bp
     from pmo.plans.api import bp as plans_api_bp
     from pmo.plans.views import bp as plans_bp
 
-    for blueprint in (home_bp, accounts_bp, orgs_bp, audit_bp, catalog_bp, plans_bp):
+    ops_views.init_app(app)
+    for blueprint in (home_bp, accounts_bp, orgs_bp, audit_bp, ops_views.bp, catalog_bp, plans_bp):
         app.register_blueprint(blueprint)
     csrf.exempt(plans_api_bp)
     app.register_blueprint(plans_api_bp)

@@ -235,6 +235,8 @@ def register_commands(app: Flask) -> None:
 
 # Domains add their command groups here ("module:group").
 DOMAIN_COMMANDS: list[str] = [
+    "pmo.ops.cli:backup",
+    "pmo.ops.cli:restore",
     "pmo.plans.cli:plans_group",
 ]
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 17:26:07.775197
+Create Date: 2026-11-26 18:13:07.405585
 """
 from __future__ import annotations
 
