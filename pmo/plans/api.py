@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
-from pmo.accounts.permissions import Permission
+from pmo.accounts.permissions import Permission, can
 from pmo.api.openapi import document
 from pmo.db import get_session
 from pmo.plans import rules, service
@@ -44,10 +44,14 @@ def _item(row: service.SheetRow) -> dict[str, Any]:
     }
 
 
-@bp.route("/<code>/plans")
+@bp.route("/<code>/plans", methods=("GET", "PUT"))
 @require(Permission.PLAN_VIEW)
-@document("団体の計画・実績（サブタスクごと、版つき）", response=SHEET)
-def get_plans(code: str) -> Any:
+@document("団体の計画・実績。GETはサブタスクごとの値と版、PUTは指定したサブタスクを更新（版が古いと409で両方の値を返し、何も更新しない）",
+          request_body={"type": "object", "properties": {"plans": {"type": "array", "items": PLAN_ITEM}}},
+          response=SHEET, responses={"409": "他のユーザーが先に更新しました（両方の値を返します）"})
+def plans(code: str) -> Any:
+    if request.method == "PUT":
+        return put_plans(code)
     db = get_session()
     sheet = service.load_sheet(db, current_actor(), code)
     db.commit()
@@ -55,13 +59,11 @@ def get_plans(code: str) -> Any:
                     "plans": [_item(r) for r in sheet.rows]})
 
 
-@bp.route("/<code>/plans", methods=("PUT",))
-@require(Permission.PLAN_EDIT)
-@document("団体の計画・実績を更新する（指定したサブタスクのみ。版が古いと409、何も更新しない）",
-          request_body={"type": "object", "properties": {"plans": {"type": "array", "items": PLAN_ITEM}}},
-          response=SHEET, responses={"409": "他のユーザーが先に更新しました（両方の値を返します）"})
 def put_plans(code: str) -> Any:
+    """Update the listed sub-tasks (PLAN_EDIT, own body)."""
     db = get_session()
+    if not can(current_actor(), Permission.PLAN_EDIT):
+        return problem(403, "計画・実績を更新する権限がありません。")
     payload = request.get_json(silent=True)
     if not isinstance(payload, dict) or not isinstance(payload.get("plans"), list):
         return problem(400, "本文は {\"plans\": [...]} の形のJSONにしてください。")
