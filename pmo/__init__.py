@@ -83,17 +83,21 @@ def _register_blueprints(app: Flask, csrf: Any) -> None:
     from pmo.home.views import bp as home_bp
     from pmo.ops import views as ops_views
     from pmo.orgs.views import bp as orgs_bp
+    from pmo.catalog.views import bp as catalog_bp
     from pmo.delays.views import api_bp as delays_api_bp, bp as delays_bp
+    from pmo.plans.api import bp as plans_api_bp
+    from pmo.plans.views import bp as plans_bp
     from pmo.reports.views import api_bp as reports_api_bp, bp as reports_bp
-
     from pmo.subsidy.views import api_bp as subsidy_api_bp
     from pmo.subsidy.views import bp as subsidy_bp
 
     ops_views.init_app(app)
-    for blueprint in (home_bp, accounts_bp, orgs_bp, audit_bp, ops_views.bp, subsidy_bp, delays_bp, reports_bp):
+    blueprints = (home_bp, accounts_bp, orgs_bp, audit_bp, ops_views.bp, catalog_bp, plans_bp, delays_bp,
+                  reports_bp, subsidy_bp)
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
     # The API authenticates with Bearer tokens only (no cookies), so CSRF does not apply to it.
-    for blueprint in (api_bp, subsidy_api_bp, delays_api_bp, reports_api_bp):
+    for blueprint in (api_bp, plans_api_bp, subsidy_api_bp, delays_api_bp, reports_api_bp):
         csrf.exempt(blueprint)
         app.register_blueprint(blueprint)
 

@@ -239,6 +239,7 @@ DOMAIN_COMMANDS: list[str] = [
     "pmo.ops.cli:restore",
     "pmo.subsidy.cli:subsidy",
     "pmo.delays.cli:delays_command",
+    "pmo.plans.cli:plans_group",
 ]
 
 

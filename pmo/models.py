@@ -5,7 +5,9 @@ from pmo.audit.models import AuditEntry  # noqa: F401
 from pmo.catalog.models import CatalogVersion, CompletionField, Milestone, Subtask, SubtaskTerms, WorkItem  # noqa: F401
 from pmo.delays.models import CaseEntry, FollowupCase  # noqa: F401
 from pmo.orgs.models import Body, Ministry, UnionMember  # noqa: F401
-from pmo.plans.models import CompletionValue, ImportJob, MonthlySnapshot, Plan, PlanRevision, SnapshotRow  # noqa: F401
+from pmo.plans.models import (  # noqa: F401
+    CompletionValue, ImportJob, MonthlySnapshot, Plan, PlanComment, PlanRevision, SnapshotRow,
+)
 from pmo.settings.models import Setting  # noqa: F401
 from pmo.subsidy.models import (  # noqa: F401
     Application, ApplicationEvent, ApplicationLine, BaseTable, BaseTableRow, Budget, Estimate, EstimateLine,

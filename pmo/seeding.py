@@ -23,6 +23,7 @@ SEED_STEPS: list[str] = [
 DEMO_STEPS: list[str] = [
     "pmo.demo:seed_demo_users",
     "pmo.subsidy.demo:seed_demo",
+    "pmo.plans.demo:seed_demo_plans",
 ]
 
 

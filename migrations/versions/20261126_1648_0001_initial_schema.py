@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 18:27:13.781038
+Create Date: 2026-11-26 18:29:20.845428
 """
 from __future__ import annotations
 
@@ -279,6 +279,8 @@ def upgrade() -> None:
     sa.Column('counts', sa.JSON(), nullable=True),
     sa.Column('errors', sa.JSON(), nullable=True),
     sa.Column('message', sa.Text(), nullable=True),
+    sa.Column('phase', sa.String(length=20), nullable=False),
+    sa.Column('national', sa.Boolean(), nullable=False),
     sa.ForeignKeyConstraint(['body_id'], ['bodies.id'], name=op.f('fk_import_jobs_body_id_bodies')),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_import_jobs_user_id_users')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_import_jobs')),
@@ -298,6 +300,23 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_monthly_snapshots')),
     sa.UniqueConstraint('month', name=op.f('uq_monthly_snapshots_month'))
     )
+    op.create_table('plan_comments',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('body_id', sa.Integer(), nullable=False),
+    sa.Column('subtask_id', sa.Integer(), nullable=True),
+    sa.Column('author_id', sa.Integer(), nullable=True),
+    sa.Column('author_name', sa.String(length=100), nullable=False),
+    sa.Column('author_org', sa.String(length=100), nullable=False),
+    sa.Column('created_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('text', sa.Text(), nullable=False),
+    sa.ForeignKeyConstraint(['author_id'], ['users.id'], name=op.f('fk_plan_comments_author_id_users')),
+    sa.ForeignKeyConstraint(['body_id'], ['bodies.id'], name=op.f('fk_plan_comments_body_id_bodies')),
+    sa.ForeignKeyConstraint(['subtask_id'], ['subtasks.id'], name=op.f('fk_plan_comments_subtask_id_subtasks')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_plan_comments'))
+    )
+    with op.batch_alter_table('plan_comments', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_plan_comments_body_id'), ['body_id'], unique=False)
+
     op.create_table('plans',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('body_id', sa.Integer(), nullable=False),
@@ -486,7 +505,7 @@ def upgrade() -> None:
     sa.Column('actual_end_precision', sa.Enum('day', 'month', name='dateprecision', native_enum=False, length=40), nullable=False),
     sa.Column('progress', sa.Integer(), nullable=True),
     sa.Column('not_applicable', sa.Boolean(), nullable=False),
-    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('status', sa.String(length=20), nullable=False),
     sa.ForeignKeyConstraint(['body_id'], ['bodies.id'], name=op.f('fk_snapshot_rows_body_id_bodies')),
     sa.ForeignKeyConstraint(['snapshot_id'], ['monthly_snapshots.id'], name=op.f('fk_snapshot_rows_snapshot_id_monthly_snapshots'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['subtask_id'], ['subtasks.id'], name=op.f('fk_snapshot_rows_subtask_id_subtasks')),
@@ -652,6 +671,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_plans_body_id'))
 
     op.drop_table('plans')
+    with op.batch_alter_table('plan_comments', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_plan_comments_body_id'))
+
+    op.drop_table('plan_comments')
     op.drop_table('monthly_snapshots')
     with op.batch_alter_table('import_jobs', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_import_jobs_sha256'))

@@ -133,7 +133,7 @@ class SnapshotRow(Base):
     actual_end_precision: Mapped[DatePrecision] = mapped_column(default=DatePrecision.DAY)
     progress: Mapped[int | None]
     not_applicable: Mapped[bool] = mapped_column(default=False)
-    status: Mapped[str] = mapped_column(String(12))  # not_started / in_progress / done / not_applicable
+    status: Mapped[str] = mapped_column(String(20))  # not_started / in_progress / done / not_applicable
 
 
 class ImportStatus(enum.Enum):
@@ -167,3 +167,22 @@ class ImportJob(Base):
     counts: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # created / updated / unchanged
     errors: Mapped[list[Any] | None] = mapped_column(JSON)
     message: Mapped[str | None] = mapped_column(Text)
+    phase: Mapped[str] = mapped_column(String(20), default="validate")  # validate / apply
+    national: Mapped[bool] = mapped_column(default=False)
+
+
+class PlanComment(Base):
+    """A support comment (支援コメント) by prefecture staff or a ministry on a body's plans."""
+
+    __tablename__ = "plan_comments"
+
+    id: Mapped[intpk]
+    body_id: Mapped[int] = mapped_column(ForeignKey("bodies.id"), index=True)
+    subtask_id: Mapped[int | None] = mapped_column(ForeignKey("subtasks.id"))
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    author_name: Mapped[str] = mapped_column(String(100))
+    author_org: Mapped[str] = mapped_column(String(100))
+    created_dt: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    text: Mapped[str] = mapped_column(Text)
+
+    subtask: Mapped[Subtask | None] = relationship()

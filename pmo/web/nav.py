@@ -21,6 +21,7 @@ NAV = [
     NavItem("ホーム", "home.index", None),
     NavItem("進捗入力", "plans.own", Permission.PLAN_EDIT, body_scoped=True),
     NavItem("管下団体の進捗", "plans.prefecture", Permission.PLAN_COMMENT, body_scoped=True),
+    NavItem("全国の計画・実績", "plans.national", Permission.PLAN_IMPORT_NATIONAL),
     NavItem("全国ダッシュボード", "reports.national", Permission.DASHBOARD_NATIONAL),
     NavItem("遅延状況", "delays.index", Permission.DELAY_VIEW, body_scoped=True),
     NavItem("遅延・フォロー", "delays.cases", Permission.CASE_VIEW),

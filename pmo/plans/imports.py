@@ -1,0 +1,473 @@
+"""The Excel/CSV round-trip of plans: export one body or the nation, import all-or-nothing.
+
+An import runs in two steps. ``validate_upload`` reads the file, checks every row and computes a
+preview (created / updated / unchanged per body); nothing is written but the ImportJob. Any problem
+rejects the whole file with every problem listed. ``commit_import`` applies the checked rows in the
+caller's one transaction (bulk statements), writes a PlanRevision per changed plan and one audit
+entry. Flask-free; the boundary commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import secrets
+import unicodedata
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from pmo.accounts.permissions import Actor, Permission, can
+from pmo.accounts.service import body_ref
+from pmo.audit import service as audit
+from pmo.catalog.service import subtasks_on
+from pmo.core import clock, files
+from pmo.core.dates import PartialDate
+from pmo.core.errors import NotFound, PermissionDenied
+from pmo.core.tabular import (
+    DateValidation,
+    ListValidation,
+    SheetSpec,
+    TableError,
+    TableProblem,
+    open_table,
+    write_csv,
+    write_xlsx,
+)
+from pmo.orgs.models import Body
+from pmo.plans import rules
+from pmo.plans.bulk import bulk_insert
+from pmo.plans.models import ImportJob, ImportStatus, Plan, PlanRevision
+from pmo.plans.rules import PlanValues
+from pmo.plans.service import column_values, get_body
+
+HEADERS = ["団体コード", "団体名", "サブタスク", "計画開始日", "計画終了日", "実績開始日", "実績終了日", "進捗率",
+           "対象外理由", "備考"]
+COLUMN_OF = {"planned_start": "計画開始日", "planned_end": "計画終了日", "actual_start": "実績開始日",
+             "actual_end": "実績終了日", "progress": "進捗率", "not_applicable_reason": "対象外理由", "comment": "備考"}
+FIELD_OF = {v: k for k, v in COLUMN_OF.items()}
+SHEET_NAME = "計画・実績"
+MAX_BYTES = 40 * 1024 * 1024
+MAX_ROWS = 120_000
+STALE_AFTER = dt.timedelta(minutes=2)
+DUPLICATE_WARNING = "同一ファイルは取込済みです。"
+
+INSTRUCTIONS = [
+    "デジタルPMO 計画・実績 一括入力シートの記入方法",
+    "",
+    "1. 「計画・実績」シートの各行が、1団体の1サブタスクです。団体コード・サブタスクの列は変更しないでください。",
+    "2. 日付は 2015/10/1、2015-10-01、平成27年10月1日、H27.10.1 のいずれでも入力できます。",
+    "   月までしか決まっていない場合は「2015-10」のように文字列で入力してください（開始は月初、終了は月末とみなします）。",
+    "3. 実績開始日・実績終了日には今日より後の日付は入力できません。終了日は開始日以降にしてください。",
+    "4. 進捗率は0〜100の整数です（空欄可）。",
+    "5. 対象外とする場合は「対象外理由」に理由を入力してください。理由が入っている行は対象外として扱います。",
+    "6. 団体名の列は確認用で、取り込みません。",
+    "7. 取込では、まず内容を確認する画面（新規・更新・変更なしの件数）が表示され、確定するまで反映されません。",
+    "   誤りが1件でもあるとファイル全体を取り込まず、すべての誤り（シート・行・列・値・内容）を一覧で表示します。",
+    "8. CSVで保存する場合は UTF-8（BOM付き）または Shift_JIS（CP932）で保存してください。",
+    "9. 完了時の入力項目（評価書公表日など）とベンダー名は、画面から入力してください。",
+]
+
+Progress = Callable[[int, int], None]
+
+
+# --- export -------------------------------------------------------------------------------------
+
+
+def _cell(value: PartialDate | None, for_xlsx: bool) -> Any:
+    if value is None:
+        return None
+    if value.precision == "month" or not for_xlsx:
+        return value.isoformat()  # '2015-10' stays text so the month precision survives the round-trip
+    return value.value
+
+
+def export_rows(session: Session, actor: Actor, body_code: str | None, for_xlsx: bool = True,
+                progress: Progress | None = None) -> Iterator[list[Any]]:
+    """Yield the rows of one body (``body_code``) or of every body the actor may see."""
+    today = clock.today()
+    subtasks = subtasks_on(session, today)
+    if body_code is not None:
+        bodies = [get_body(session, actor, body_code, Permission.PLAN_VIEW)]
+    else:
+        if not can(actor, Permission.PLAN_IMPORT_NATIONAL) and not can(actor, Permission.PLAN_VIEW):
+            raise PermissionDenied("全国の計画を出力する権限がありません。")
+        bodies = [b for b in session.scalars(select(Body).order_by(Body.code))
+                  if can(actor, Permission.PLAN_VIEW, body_ref(b))]
+    wanted = {b.id for b in bodies}
+    plans: dict[tuple[int, int], tuple] = {}
+    stmt = select(Plan.body_id, Plan.subtask_id, *[getattr(Plan, c) for c in _PLAN_COLUMNS])
+    if body_code is not None:
+        stmt = stmt.where(Plan.body_id == bodies[0].id)
+    for row in session.execute(stmt):
+        if row[0] in wanted:
+            plans[(row[0], row[1])] = row[2:]
+    total = len(bodies)
+    for n, body in enumerate(bodies, start=1):
+        for st in subtasks:
+            if not st.applies_to(body.kind):
+                continue
+            v = _values_from_columns(plans.get((body.id, st.id)))
+            yield [body.code, body.name, st.code, _cell(v.planned_start, for_xlsx), _cell(v.planned_end, for_xlsx),
+                   _cell(v.actual_start, for_xlsx), _cell(v.actual_end, for_xlsx), v.progress,
+                   v.not_applicable_reason, v.comment]
+        if progress and (n % 50 == 0 or n == total):
+            progress(n, total)
+
+
+_PLAN_COLUMNS = ("planned_start", "planned_start_precision", "planned_end", "planned_end_precision",
+                 "actual_start", "actual_start_precision", "actual_end", "actual_end_precision",
+                 "progress", "not_applicable_reason", "comment", "vendor", "id", "version")
+
+
+def _values_from_columns(cols: tuple | None) -> PlanValues:
+    if cols is None:
+        return PlanValues()
+    dates = {}
+    for i, name in enumerate(rules.DATE_FIELDS):
+        value, precision = cols[2 * i], cols[2 * i + 1]
+        dates[name] = PartialDate(value, precision.value) if value is not None else None
+    return PlanValues(**dates, progress=cols[8], not_applicable_reason=cols[9], comment=cols[10], vendor=cols[11])
+
+
+def export_file(session: Session, actor: Actor, body_code: str | None, fmt: str = "xlsx",
+                progress: Progress | None = None) -> bytes:
+    """Write the plans as .xlsx (instructions, validations, locked header) or CSV (utf-8-sig / cp932)."""
+    if fmt == "xlsx":
+        spec = SheetSpec(
+            SHEET_NAME, HEADERS, export_rows(session, actor, body_code, True, progress),
+            column_widths=[10, 22, 10, 13, 13, 13, 13, 8, 30, 40], protect_header=True,
+            validations=[DateValidation(h, dt.date(2010, 1, 1), dt.date(2030, 12, 31),
+                                        error="日付（例: 2015/10/1）を入力してください。月までの場合は記入方法シートを参照してください。")
+                         for h in HEADERS[3:7]]
+            + [ListValidation("進捗率", [str(n) for n in range(0, 101, 10)], error="0〜100の整数を入力してください。")],
+        )
+        return write_xlsx([spec], INSTRUCTIONS)
+    encoding = "cp932" if fmt == "cp932" else "utf-8-sig"
+    return write_csv(HEADERS, export_rows(session, actor, body_code, False, progress), encoding=encoding)
+
+
+# --- validation and preview --------------------------------------------------------------------
+
+
+@dataclass
+class ParsedRow:
+    body_id: int
+    subtask_id: int
+    values: list[Any]  # _pack(): the file's columns
+
+
+@dataclass
+class Preview:
+    bodies: dict[str, dict[str, Any]] = field(default_factory=dict)  # code -> name, created, updated, unchanged
+    rows: list[ParsedRow] = field(default_factory=list)
+
+    def totals(self) -> dict[str, int]:
+        out = {"created": 0, "updated": 0, "unchanged": 0}
+        for counts in self.bodies.values():
+            for key in out:
+                out[key] += counts[key]
+        return out
+
+
+def _norm_code(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = unicodedata.normalize("NFKC", str(value)).strip()
+    if isinstance(value, int) and text.isdigit():
+        text = text.zfill(6)  # Excel turned 012033 into the number 12033
+    return text
+
+
+def _norm_subtask(value: Any) -> str:
+    text = unicodedata.normalize("NFKC", str(value or "")).strip().upper()
+    return text.replace("ー", "-").replace("−", "-").replace("－", "-")
+
+
+def _may_import(actor: Actor, body: Body, national: bool) -> bool:
+    ref = body_ref(body)
+    if national:
+        return can(actor, Permission.PLAN_IMPORT_NATIONAL, ref) or can(actor, Permission.PLAN_EDIT, ref)
+    return can(actor, Permission.PLAN_EDIT, ref)
+
+
+def _existing(session: Session, body_ids: set[int] | None) -> dict[tuple[int, int], tuple]:
+    stmt = select(Plan.body_id, Plan.subtask_id, *[getattr(Plan, c) for c in _PLAN_COLUMNS])
+    if body_ids is not None and len(body_ids) < 500:
+        stmt = stmt.where(Plan.body_id.in_(body_ids))
+    return {(r[0], r[1]): r[2:] for r in session.execute(stmt)}
+
+
+def validate_rows(session: Session, actor: Actor, data: bytes, filename: str, national: bool,
+                  progress: Progress | None = None) -> Preview:
+    """Read and check every row; raise ``TableError`` listing every problem, else return the preview."""
+    today = clock.today()
+    subtasks = {s.code: s for s in subtasks_on(session, today)}
+    bodies = {b.code: b for b in session.scalars(select(Body))}
+    problems: list[TableProblem] = []
+    seen: dict[tuple[int, int], int] = {}
+    allowed: dict[int, bool] = {}
+    existing = _existing(session, None if national or actor.body is None else {actor.body.id})
+    preview = Preview()
+    accepted = 0
+    with open_table(data, filename, HEADERS, max_rows=MAX_ROWS) as reader:
+        sheet = reader.sheet
+        total_hint = max(len(data) // 60, 1) if filename.lower().endswith(".csv") else 0
+        for count, row in enumerate(reader, start=1):
+            number = row.row_number
+            raw_code = row["団体コード"]
+            code = _norm_code(raw_code)
+            body = bodies.get(code)
+            if body is None:
+                problems.append(TableProblem(sheet, number, "団体コード", raw_code,
+                                             f"団体コード「{raw_code if raw_code is not None else ''}」は登録されていません。"))
+                continue
+            if body.id not in allowed:
+                allowed[body.id] = _may_import(actor, body, national)
+            if not allowed[body.id]:
+                problems.append(TableProblem(sheet, number, "団体コード", raw_code,
+                                             f"{body.name}（{body.code}）の計画を取り込む権限がありません。"))
+                continue
+            raw_sub = row["サブタスク"]
+            st = subtasks.get(_norm_subtask(raw_sub))
+            if st is None:
+                problems.append(TableProblem(sheet, number, "サブタスク", raw_sub,
+                                             f"サブタスク「{raw_sub if raw_sub is not None else ''}」は存在しません（例: B-2）。"))
+                continue
+            if not st.applies_to(body.kind):
+                problems.append(TableProblem(sheet, number, "サブタスク", raw_sub,
+                                             f"サブタスク{st.code}は{body.kind.label}（{body.name}）には適用されません。"))
+                continue
+            key = (body.id, st.id)
+            if key in seen:
+                problems.append(TableProblem(sheet, number, "サブタスク", raw_sub,
+                                             f"{body.name}の{st.code}の行が重複しています（{seen[key]}行目と同じ）。"))
+                continue
+            seen[key] = number
+            raw = {name: row[column] for name, column in COLUMN_OF.items()}
+            values, found = rules.parse_values(raw)
+            found += rules.check_values(values, today, require_completion=False)
+            for p in found:
+                column = COLUMN_OF.get(p.field, p.field)
+                problems.append(TableProblem(sheet, number, column, row.get(column), p.message))
+            if not found and not problems:
+                accepted += 1
+                _add_to_preview(preview, existing, body, st.id, values)
+            if progress and count % 2000 == 0:
+                progress(count, total_hint)
+    if problems:
+        raise TableError(problems)
+    if progress:
+        progress(accepted, accepted)
+    return preview
+
+
+def _add_to_preview(preview: Preview, existing: dict[tuple[int, int], tuple], body: Body, subtask_id: int,
+                    values: PlanValues) -> None:
+    """Count the row as created / updated / unchanged and keep it (packed) when it changes something."""
+    counts = preview.bodies.setdefault(body.code, {"name": body.name, "created": 0, "updated": 0, "unchanged": 0})
+    cols = existing.get((body.id, subtask_id))
+    current = _values_from_columns(cols)
+    merged = _merge(values, current)
+    if cols is None:
+        if merged.is_empty:
+            counts["unchanged"] += 1
+            return
+        counts["created"] += 1
+    elif merged == current:
+        counts["unchanged"] += 1
+        return
+    else:
+        counts["updated"] += 1
+    preview.rows.append(ParsedRow(body.id, subtask_id, _pack(merged)))
+
+
+def _merge(values: PlanValues, current: PlanValues) -> PlanValues:
+    """The file's columns over the stored plan; vendor and completion items are not in the file."""
+    return PlanValues(values.planned_start, values.planned_end, values.actual_start, values.actual_end,
+                      values.progress, values.not_applicable_reason, values.comment, current.vendor)
+
+
+def _pack(values: PlanValues) -> list[Any]:
+    """A compact JSON form of the file's columns (a 52,000-row preview stays small)."""
+    out: list[Any] = []
+    for name in rules.DATE_FIELDS:
+        value: PartialDate | None = getattr(values, name)
+        out.append(value.isoformat() if value else None)
+    return out + [values.progress, values.not_applicable_reason, values.comment]
+
+
+def _unpack(packed: list[Any]) -> PlanValues:
+    dates = [PartialDate.from_isoformat(v) if v else None for v in packed[:4]]
+    return PlanValues(*dates, progress=packed[4], not_applicable_reason=packed[5], comment=packed[6])
+
+
+# --- jobs ---------------------------------------------------------------------------------------
+
+
+def new_batch_id() -> str:
+    return secrets.token_hex(10)
+
+
+def start_job(session: Session, actor: Actor, data: bytes, filename: str, national: bool,
+              batch_id: str | None = None) -> ImportJob:
+    """Check the upload's content and record an ImportJob (status running, phase validate)."""
+    if national and not can(actor, Permission.PLAN_IMPORT_NATIONAL):
+        raise PermissionDenied("全国の計画を一括取込する権限がありません。")
+    if not national and not can(actor, Permission.PLAN_EDIT):
+        raise PermissionDenied("計画を取り込む権限がありません。")
+    info = files.inspect_upload(data, filename, {"xlsx", "csv"}, MAX_BYTES)
+    now = clock.now()
+    job = ImportJob(
+        batch_id=batch_id or new_batch_id(), kind="plans", filename=info.display_name, sha256=info.sha256,
+        user_id=actor.user_id or None, body_id=None if national else (actor.body.id if actor.body else None),
+        status=ImportStatus.RUNNING, phase="validate", national=national, created_dt=now, heartbeat_dt=now,
+    )
+    done_before = session.scalar(select(ImportJob.id).where(ImportJob.sha256 == info.sha256,
+                                                            ImportJob.status == ImportStatus.DONE).limit(1))
+    if done_before is not None:
+        job.message = DUPLICATE_WARNING
+    session.add(job)
+    session.flush()
+    return job
+
+
+def validate_job(session: Session, actor: Actor, job: ImportJob, data: bytes, storage: Path,
+                 progress: Progress | None = None) -> ImportJob:
+    """Validate the upload into a preview (PREVIEWED) or a list of every problem (REJECTED)."""
+    try:
+        preview = validate_rows(session, actor, data, job.filename, job.national, progress)
+    except TableError as exc:
+        job.status = ImportStatus.REJECTED
+        job.errors = [[p.sheet, p.row, p.column, None if p.value is None else str(p.value), p.message]
+                      for p in exc.problems]
+        job.finished_dt = clock.now()
+        audit.record(session, actor, "plans.import_rejected", target=job, detail=f"{len(exc.problems)}件の誤り")
+        session.flush()
+        return job
+    storage.mkdir(parents=True, exist_ok=True)
+    path = storage / f"plans-import-{job.batch_id}.json"
+    path.write_text(json.dumps([[r.body_id, r.subtask_id, r.values] for r in preview.rows], separators=(",", ":")),
+                    encoding="utf-8")
+    job.stored_path = path.name
+    job.status = ImportStatus.PREVIEWED
+    job.counts = {"bodies": preview.bodies, "totals": preview.totals()}
+    job.total_rows = sum(sum(c[k] for k in ("created", "updated", "unchanged")) for c in preview.bodies.values())
+    job.processed_rows = job.total_rows
+    job.heartbeat_dt = clock.now()
+    session.flush()
+    return job
+
+
+def get_job(session: Session, actor: Actor, batch_id: str) -> ImportJob:
+    """Load an import job of the actor (national officers see every national job)."""
+    job = session.scalar(select(ImportJob).where(ImportJob.batch_id == batch_id))
+    if job is None:
+        raise NotFound("取込処理が見つかりません。")
+    if job.user_id != (actor.user_id or None) and not (job.national and can(actor, Permission.PLAN_IMPORT_NATIONAL)):
+        raise NotFound("取込処理が見つかりません。")
+    mark_if_stale(job)
+    return job
+
+
+def mark_if_stale(job: ImportJob) -> bool:
+    """Mark a running job whose heartbeat stopped as 中断 (its transaction never committed)."""
+    beat = job.heartbeat_dt or job.created_dt
+    if beat is not None and beat.tzinfo is None:
+        beat = beat.replace(tzinfo=dt.UTC)
+    if job.status is ImportStatus.RUNNING and beat is not None and clock.now() - beat > STALE_AFTER:
+        job.status = ImportStatus.INTERRUPTED
+        job.message = "処理が中断されました（データは変更されていません）。もう一度取り込んでください。"
+        job.finished_dt = clock.now()
+        return True
+    return False
+
+
+def commit_job(session: Session, actor: Actor, job: ImportJob, storage: Path,
+               progress: Progress | None = None) -> dict[str, int]:
+    """Apply a previewed job in the caller's transaction: bulk writes, revisions, one audit entry."""
+    startable = job.status is ImportStatus.PREVIEWED or (job.status is ImportStatus.RUNNING and job.phase == "apply")
+    if not startable:
+        raise NotFound("確定できる取込処理ではありません。")
+    rows = json.loads((storage / (job.stored_path or "")).read_text(encoding="utf-8"))
+    bodies = {b.id: b for b in session.scalars(select(Body).where(Body.id.in_({r[0] for r in rows})))} if rows else {}
+    for body in bodies.values():
+        if not _may_import(actor, body, job.national):
+            raise PermissionDenied(f"{body.name}の計画を取り込む権限がありません。")
+    existing = _existing(session, set(bodies))
+    now = clock.now()
+    user_id = actor.user_id or None
+    job.phase = "apply"
+    created = updated = 0
+    chunk = 5000
+    for start in range(0, len(rows), chunk):
+        creates: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        revisions: list[dict[str, Any]] = []
+        for body_id, subtask_id, packed in rows[start:start + chunk]:
+            cols = existing.get((body_id, subtask_id))
+            current = _values_from_columns(cols)
+            values = _merge(_unpack(packed), current)
+            if values == current or (cols is None and values.is_empty):
+                continue  # changed since the preview: nothing left to do
+            record = column_values(values)
+            record.update(updated_dt=now, updated_by_id=user_id)
+            revision = {"body_id": body_id, "subtask_id": subtask_id, "after": values.to_json(), "recorded_dt": now,
+                        "user_id": user_id, "channel": "import", "batch_id": job.batch_id}
+            if cols is None:
+                creates.append({**record, "body_id": body_id, "subtask_id": subtask_id, "version": 1})
+                revision.update(plan_id=None, before=None)
+            else:
+                updates.append({**record, "id": cols[12], "version": cols[13] + 1})
+                revision.update(plan_id=cols[12], before=current.to_json())
+            revisions.append(revision)
+        if updates:
+            session.execute(update(Plan), updates)
+        if creates:
+            bulk_insert(session, Plan.__table__, creates)
+            bodies_here = {c["body_id"] for c in creates}
+            ids = {(b, st): pid for pid, b, st in session.execute(
+                select(Plan.id, Plan.body_id, Plan.subtask_id).where(Plan.body_id.in_(bodies_here)))}
+            for revision in revisions:
+                if revision["plan_id"] is None:
+                    revision["plan_id"] = ids[(revision["body_id"], revision["subtask_id"])]
+        bulk_insert(session, PlanRevision.__table__, revisions)
+        created += len(creates)
+        updated += len(updates)
+        if progress:
+            progress(min(start + chunk, len(rows)), len(rows))
+    counts = {"created": created, "updated": updated, "unchanged": job.total_rows - created - updated}
+    job.status = ImportStatus.DONE
+    job.finished_dt = clock.now()
+    job.processed_rows = job.total_rows
+    job.counts = {**(job.counts or {}), "applied": counts}
+    audit.record(session, actor, "plans.imported", target=job, after={**counts, "file": job.filename},
+                 detail=f"batch {job.batch_id}")
+    session.flush()
+    return counts
+
+
+def errors_as_problems(job: ImportJob) -> list[TableProblem]:
+    return [TableProblem(*e) for e in (job.errors or [])]
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def recent_jobs(session: Session, national: bool, user_id: int | None = None, limit: int = 10) -> list[ImportJob]:
+    """The newest import jobs (national ones, or one user's), with stale ones marked 中断."""
+    stmt = select(ImportJob).where(ImportJob.national.is_(national))
+    if user_id is not None:
+        stmt = stmt.where(ImportJob.user_id == user_id)
+    jobs = list(session.scalars(stmt.order_by(ImportJob.created_dt.desc()).limit(limit)))
+    for job in jobs:
+        mark_if_stale(job)
+    return jobs
