@@ -83,11 +83,20 @@ def _register_blueprints(app: Flask, csrf: Any) -> None:
     from pmo.home.views import bp as home_bp
     from pmo.orgs.views import bp as orgs_bp
 
-    for blueprint in (home_bp, accounts_bp, orgs_bp, audit_bp):
+    from pmo.documents.views import bp as documents_bp
+    from pmo.faq.views import bp as faq_bp
+    from pmo.procedures.views import bp as procedures_bp
+    from pmo.search.views import api_bp as search_api_bp
+    from pmo.search.views import bp as search_bp
+    from pmo.search.views import drain_after_request
+
+    for blueprint in (home_bp, accounts_bp, orgs_bp, audit_bp, documents_bp, faq_bp, procedures_bp, search_bp):
         app.register_blueprint(blueprint)
     # The API authenticates with Bearer tokens only (no cookies), so CSRF does not apply to it.
-    csrf.exempt(api_bp)
-    app.register_blueprint(api_bp)
+    for api in (api_bp, search_api_bp):
+        csrf.exempt(api)
+        app.register_blueprint(api)
+    drain_after_request(app)
 
 
 def _register_context(app: Flask) -> None:

@@ -17,10 +17,13 @@ from sqlalchemy.orm import Session
 SEED_STEPS: list[str] = [
     "pmo.orgs.service:seed_all",
     "pmo.catalog.service:seed_catalog",
+    "pmo.procedures.service:seed_procedures",
+    "pmo.faq.service:seed_faqs",
 ]
 
 DEMO_STEPS: list[str] = [
     "pmo.demo:seed_demo_users",
+    "pmo.documents.service:seed_demo_documents",
 ]
 
 
@@ -30,6 +33,7 @@ class DemoContext:
     password: str
     demo_date: dt.date
     users: dict[str, Any] = field(default_factory=dict)  # role value -> User
+    upload_dir: Path | None = None  # where demo documents store their files
 
 
 def _resolve(step: str) -> Any:

@@ -1,0 +1,117 @@
+"""The search box (HTML and JSON API), the index backend of the process, and the after-commit indexer."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, g, jsonify, render_template, request
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from pmo.accounts.permissions import Permission
+from pmo.api.openapi import document, query_param
+from pmo.db import get_session
+from pmo.documents.models import FIELD_LABELS
+from pmo.search import service
+from pmo.web.auth import current_actor, require
+
+bp = Blueprint("search", __name__, url_prefix="/search")
+api_bp = Blueprint("search_api", __name__, url_prefix="/api/v1")
+log = logging.getLogger(__name__)
+
+
+def backend(app: Flask | None = None) -> Any:
+    """The process's search backend (one searcher per process, reopened when the index changes)."""
+    app = app or current_app
+    found = app.extensions.get("pmo_search")
+    if found is None:
+        from pmo.search.engine import WhooshBackend
+
+        root = app.config.get("SEARCH_INDEX_DIR") or str(Path(app.instance_path) / "search")
+        found = WhooshBackend(root, lock_timeout=float(app.config.get("SEARCH_LOCK_TIMEOUT", 1.0)))
+        app.extensions["pmo_search"] = found
+    return found
+
+
+@event.listens_for(Session, "after_commit")
+def _remember_commit(session: Session) -> None:
+    if session.info.pop("search_pending", False):
+        session.info["search_committed"] = True
+
+
+def drain_after_request(app: Flask) -> None:
+    """Embedded default: after a request committed queued records, index them in this process."""
+
+    @app.after_request
+    def _drain(response: Any) -> Any:
+        session = g.get("pmo_session")
+        if session is None or not session.info.pop("search_committed", False):
+            return response
+        if not app.config.get("SEARCH_INDEX_AFTER_COMMIT", True):
+            return response
+        try:
+            with app.extensions["pmo_db"].session() as drain_session:
+                service.drain(drain_session, backend(app), max_batches=5)
+        except Exception:  # noqa: BLE001 - indexing never breaks the user's saved request
+            log.exception("search indexing after commit failed; rows stay queued")
+        return response
+
+
+def _args() -> dict[str, Any]:
+    year = request.args.get("year", "")
+    page = request.args.get("page", "1")
+    return {
+        "text": request.args.get("q", "")[:1000],
+        "kind": request.args.get("kind") or None,
+        "field": request.args.get("field") or None,
+        "ministry": request.args.get("ministry") or None,
+        "fiscal_year": int(year) if year.isdigit() and len(year) == 4 else None,
+        "page": int(page) if page.isdigit() and 0 < int(page) < 1000 else 1,
+    }
+
+
+@bp.route("/")
+@require(Permission.SEARCH)
+def index() -> Any:
+    args = _args()
+    results = None
+    if args["text"].strip():
+        db = get_session()
+        results = service.search(db, current_actor(), backend(), **args)
+        db.commit()
+    return render_template("search/index.html", results=results, args=args, kind_labels=service.KIND_LABELS,
+                           field_labels=list(FIELD_LABELS.values()))
+
+
+HIT_SCHEMA = {"type": "object", "properties": {
+    "kind": {"type": "string"}, "id": {"type": "integer"}, "title": {"type": "string"},
+    "snippet": {"type": "string", "description": "HTML（エスケープ済み、一致箇所は<mark>）"}, "url": {"type": "string"}}}
+
+
+def results_json(results: Any) -> dict[str, Any]:
+    return {
+        "total": results.total, "page": results.page, "pages": results.pages, "degraded": results.degraded,
+        "message": results.message,
+        "facets": {name: {str(k): v for k, v in counts.items()} for name, counts in results.facets.items()},
+        "items": [{"kind": h.kind, "id": h.id, "title": h.title, "snippet": str(h.snippet), "url": h.url}
+                  for h in results.hits],
+    }
+
+
+@api_bp.route("/search")
+@require(Permission.SEARCH)
+@document(
+    "全文検索（文書・FAQ・問い合わせ・事務手続。閲覧できるものだけ）",
+    params=[query_param("q", "検索語（空白区切りでAND）", required=True), query_param("kind", "document / faq / inquiry / procedure"),
+            query_param("field", "分野"), query_param("ministry", "府省"), query_param("year", "年度（西暦）"),
+            query_param("page", "ページ番号", schema={"type": "integer", "minimum": 1})],
+    response={"type": "object", "properties": {"total": {"type": "integer"}, "degraded": {"type": "boolean"},
+                                                 "items": {"type": "array", "items": HIT_SCHEMA}}},
+)
+def api_search() -> Any:
+    db = get_session()
+    results = service.search(db, current_actor(), backend(), **_args())
+    db.commit()
+    return jsonify(results_json(results))
