@@ -34,7 +34,7 @@ def add(path: Path, title: str, field_label: str, ministry_name: str, summary: s
     from pmo.documents.models import FIELD_BY_LABEL
     from pmo.documents.storage import FileStore
     from pmo.orgs.models import Ministry
-    from pmo.search import service as search
+    from pmo.search import indexer
     from pmo.search.views import backend
 
     field = FIELD_BY_LABEL.get(field_label)
@@ -59,5 +59,5 @@ def add(path: Path, title: str, field_label: str, ministry_name: str, summary: s
             sys.exit(1)
         session.commit()
         doc_id, state = doc.id, ("公開" if publish else "下書き")
-        search.drain(session, backend(current_app), retries=3)
+        indexer.drain(session, backend(current_app), retries=3)
     click.echo(f"文書 {doc_id} を登録しました（{state}）。")

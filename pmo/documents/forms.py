@@ -18,12 +18,15 @@ from pmo.web.forms import nfkc
 REQUIRED = "入力してください。"
 
 
-def _date(value: str | None) -> dt.date | None:
+def _date(value: str | None, last_day: bool = False) -> dt.date | None:
+    """A date typed by the user (和暦, full width, month precision); a month means its first or last day."""
     try:
         parsed = parse_date_input(value)
     except DateInputError as exc:
         raise ValidationError(str(exc)) from exc
-    return parsed.start if parsed else None
+    if parsed is None:
+        return None
+    return parsed.end() if last_day else parsed.start()
 
 
 class DocumentForm(FlaskForm):
@@ -49,7 +52,7 @@ class DocumentForm(FlaskForm):
             title=self.title.data or "", summary=self.summary.data or "", field=Field(self.field.data),
             tags=self.tags.data or "", audience=Audience(self.audience.data),
             publish_from=dt.datetime.combine(start, dt.time(), JST) if start else None,
-            publish_until=_date(self.publish_until.data),
+            publish_until=_date(self.publish_until.data, last_day=True),
         )
 
 

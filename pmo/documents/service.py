@@ -6,8 +6,8 @@ Every write queues the document for the search index in the same transaction (se
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, selectinload
@@ -20,10 +20,17 @@ from pmo.core.errors import Conflict, NotFound, PermissionDenied, Problem, Valid
 from pmo.core.files import UploadRejected, extract_text, inspect_upload
 from pmo.documents import rules
 from pmo.documents.models import (
-    Audience, Document, DocumentKind, DocumentRead, DocumentStatus, DocumentVersion, Field, Subscription,
+    Audience,
+    Document,
+    DocumentKind,
+    DocumentRead,
+    DocumentStatus,
+    DocumentVersion,
+    Field,
+    Subscription,
 )
 from pmo.documents.storage import FileStore
-from pmo.orgs.models import Body, Ministry
+from pmo.orgs.models import Ministry
 from pmo.search import service as search
 
 AUDIT_FIELDS = ("title", "summary", "field", "tags", "audience", "status", "publish_from_dt", "publish_until")
@@ -51,7 +58,7 @@ def aware(moment: dt.datetime | None) -> dt.datetime | None:
     """SQLite hands back naive UTC datetimes; make them comparable with ``clock.now()``."""
     if moment is None or moment.tzinfo is not None:
         return moment
-    return moment.replace(tzinfo=dt.timezone.utc)
+    return moment.replace(tzinfo=dt.UTC)
 
 
 def facts(doc: Document) -> rules.DocFacts:
@@ -256,7 +263,7 @@ class DocumentFilter:
     status: DocumentStatus | None = None  # only for managers
 
 
-def _live_clause(now: dt.datetime, today: dt.date):  # noqa: ANN202
+def _live_clause(now: dt.datetime, today: dt.date):
     return and_(
         Document.status == DocumentStatus.PUBLISHED,
         or_(Document.publish_from_dt.is_(None), Document.publish_from_dt <= now),
@@ -264,7 +271,7 @@ def _live_clause(now: dt.datetime, today: dt.date):  # noqa: ANN202
     )
 
 
-def visible_clause(actor: Actor, now: dt.datetime, today: dt.date):  # noqa: ANN201
+def visible_clause(actor: Actor, now: dt.datetime, today: dt.date):
     """SQL version of ``rules.can_see`` for list queries."""
     tokens = rules.actor_tokens(actor)
     audiences = [a for a in Audience if rules.audience_tokens(a) & tokens]
@@ -393,7 +400,7 @@ def subscribers(session: Session, doc: Document) -> list[User]:
 # --- search ---------------------------------------------------------------------------------------
 
 
-def search_doc(session: Session, doc_id: int):  # noqa: ANN201
+def search_doc(session: Session, doc_id: int):
     """Flatten a document for the index (None: delete it from the index)."""
     from pmo.search.engine import SearchDoc
 
@@ -434,9 +441,7 @@ def due_for_reindex(session: Session) -> list[int]:
         or_(Document.publish_from_dt.is_not(None), Document.publish_until.is_not(None))))
     for doc in rows:
         seen, start = aware(doc.indexed_dt), aware(doc.publish_from_dt)
-        if start is not None and start <= now and (seen is None or seen < start):
-            due.append(doc.id)
-        elif doc.publish_until is not None and doc.publish_until < today and (
+        if start is not None and start <= now and (seen is None or seen < start) or doc.publish_until is not None and doc.publish_until < today and (
                 seen is None or seen.astimezone(clock.JST).date() <= doc.publish_until):
             due.append(doc.id)
     return due
@@ -474,7 +479,7 @@ def seed_demo_documents(session: Session, ctx: object) -> None:
     mhlw = session.scalar(select(Ministry).where(Ministry.code == "mhlw"))
     if mhlw is None:
         return
-    seed_dir = getattr(ctx, "seed_dir")
+    seed_dir = ctx.seed_dir
     text = (seed_dir / SOURCE_FILE).read_text(encoding="utf-8")
     root = getattr(ctx, "upload_dir", None)
     if root is None:

@@ -14,7 +14,12 @@ from pmo.core.files import content_disposition
 from pmo.db import get_session
 from pmo.documents import notify, rules, service
 from pmo.documents.forms import (
-    DocumentForm, NewDocumentForm, PracticeForm, ReviewForm, SubscriptionForm, VersionUploadForm,
+    DocumentForm,
+    NewDocumentForm,
+    PracticeForm,
+    ReviewForm,
+    SubscriptionForm,
+    VersionUploadForm,
 )
 from pmo.documents.models import FIELD_LABELS, Document, DocumentKind, DocumentStatus, Field
 from pmo.documents.storage import FileStore

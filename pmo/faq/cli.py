@@ -33,7 +33,7 @@ def add(question: str, answer: str, category: str, ministry_code: str, source: s
     from pmo.core.errors import ValidationFailed
     from pmo.faq import rules, service
     from pmo.orgs.models import Ministry
-    from pmo.search import service as search
+    from pmo.search import indexer
     from pmo.search.views import backend
 
     with current_app.extensions["pmo_db"].session() as session:
@@ -50,5 +50,5 @@ def add(question: str, answer: str, category: str, ministry_code: str, source: s
             sys.exit(1)
         session.commit()
         faq_id = faq.id
-        search.drain(session, backend(current_app), retries=3)
+        indexer.drain(session, backend(current_app), retries=3)
     click.echo(f"FAQ {faq_id} を登録しました（{'公開' if publish else '下書き'}）。")

@@ -73,7 +73,7 @@ class FaqDocument(Base):
     document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
 
     faq: Mapped[Faq] = relationship(back_populates="related")
-    document: Mapped["Document"] = relationship()  # noqa: F821
+    document: Mapped[Document] = relationship()  # noqa: F821
 
 
 class FaqVote(Base):
@@ -120,7 +120,7 @@ class Inquiry(Base):
 
     body: Mapped[Body] = relationship()
     ministry: Mapped[Ministry] = relationship()
-    asker: Mapped["User"] = relationship(foreign_keys=[asker_id])  # noqa: F821
-    answered_by: Mapped["User | None"] = relationship(foreign_keys=[answered_by_id])  # noqa: F821
+    asker: Mapped[User] = relationship(foreign_keys=[asker_id])  # noqa: F821
+    answered_by: Mapped[User | None] = relationship(foreign_keys=[answered_by_id])  # noqa: F821
 
     __mapper_args__ = {"version_id_col": version}

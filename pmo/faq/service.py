@@ -4,8 +4,9 @@ ministry in charge, answers, and turning an answer into a FAQ."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -297,7 +298,7 @@ def _fy(moment: dt.datetime | None) -> int | None:
         return None
     from pmo.core.dates import fiscal_year
 
-    aware = moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
     return fiscal_year(aware.astimezone(clock.JST).date())
 
 

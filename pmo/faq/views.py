@@ -13,7 +13,7 @@ from pmo.core.errors import Conflict, ValidationFailed
 from pmo.db import get_session
 from pmo.faq import service
 from pmo.faq.forms import ActionForm, AnswerForm, FaqForm, InquiryForm
-from pmo.faq.models import CATEGORIES, InquiryStatus
+from pmo.faq.models import CATEGORIES
 from pmo.orgs.service import ministries
 from pmo.search import service as search
 from pmo.web.auth import current_actor, require
@@ -27,7 +27,7 @@ def safe_answer(html: str) -> Markup:
     """Answers are stored sanitised; sanitise again on output as defence in depth."""
     from pmo.faq.rules import sanitize_html
 
-    return Markup(sanitize_html(html))  # noqa: S704 - nh3 allowlist output
+    return Markup(sanitize_html(html))
 
 
 @bp.route("/")

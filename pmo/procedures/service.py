@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from pmo.accounts.permissions import Actor, Permission, can
 from pmo.audit import service as audit
 from pmo.core import clock
-from pmo.core.errors import NotFound, PermissionDenied, Problem, ValidationFailed  # noqa: F401
+from pmo.core.errors import NotFound, PermissionDenied, Problem, ValidationFailed
 from pmo.core.files import UploadRejected, inspect_upload
 from pmo.core.tabular import SheetSpec, write_csv, write_xlsx
 from pmo.documents.storage import FileStore

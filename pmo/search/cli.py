@@ -8,13 +8,13 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from pmo.search import service
+from pmo.search import indexer, service
 
 
 class _SearchGroup(click.Group):
     """A group whose unknown first word is a query: ``pmo search 介護保険``."""
 
-    def resolve_command(self, ctx: click.Context, args: list[str]):  # noqa: ANN201
+    def resolve_command(self, ctx: click.Context, args: list[str]):
         if args and args[0] not in self.commands and not args[0].startswith("-"):
             return "query", self.commands["query"], args
         return super().resolve_command(ctx, args)
@@ -25,11 +25,11 @@ def search_group() -> None:
     """全文検索：検索、索引の更新・再構築。"""
 
 
-def _db():  # noqa: ANN202
+def _db():
     return current_app.extensions["pmo_db"]
 
 
-def _backend():  # noqa: ANN202
+def _backend():
     from pmo.search.views import backend
 
     return backend(current_app)
@@ -66,7 +66,7 @@ def query(words: tuple[str, ...], as_json: bool, kind: str | None) -> None:
 def index(retries: int) -> None:
     """キューに溜まった更新を索引に反映する。"""
     with _db().session() as session:
-        report = service.drain(session, _backend(), retries=retries)
+        report = indexer.drain(session, _backend(), retries=retries)
     if report.busy:
         raise click.ClickException("検索索引を他の処理が更新中です。しばらくしてから再実行してください。")
     click.echo(f"反映 {report.indexed}件、削除 {report.deleted}件（キュー {report.rows}行）")
@@ -77,7 +77,7 @@ def index(retries: int) -> None:
 def rebuild() -> None:
     """データベースから索引を作り直し、完成後に切り替える（検索は止まりません）。"""
     with _db().session() as session:
-        report = service.rebuild(session, _backend())
+        report = indexer.rebuild(session, _backend())
     click.echo(f"索引を再構築しました: {report.doc_count}件（{report.seconds:.1f}秒）")
 
 

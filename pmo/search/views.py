@@ -14,7 +14,7 @@ from pmo.accounts.permissions import Permission
 from pmo.api.openapi import document, query_param
 from pmo.db import get_session
 from pmo.documents.models import FIELD_LABELS
-from pmo.search import service
+from pmo.search import indexer, service
 from pmo.web.auth import current_actor, require
 
 bp = Blueprint("search", __name__, url_prefix="/search")
@@ -53,8 +53,8 @@ def drain_after_request(app: Flask) -> None:
             return response
         try:
             with app.extensions["pmo_db"].session() as drain_session:
-                service.drain(drain_session, backend(app), max_batches=5)
-        except Exception:  # noqa: BLE001 - indexing never breaks the user's saved request
+                indexer.drain(drain_session, backend(app), max_batches=5)
+        except Exception:
             log.exception("search indexing after commit failed; rows stay queued")
         return response
 
