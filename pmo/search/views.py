@@ -41,6 +41,19 @@ def _remember_commit(session: Session) -> None:
         session.info["search_committed"] = True
 
 
+def catch_up(app: Flask) -> None:
+    """Before searching, index what is still queued (seeds, a lock that was busy, a missing index)."""
+    if not app.config.get("SEARCH_INDEX_AFTER_COMMIT", True):
+        return
+    try:
+        with app.extensions["pmo_db"].session() as session:
+            if service.pending_count(session) or service.enqueue_due(session):
+                indexer.drain(session, backend(app), max_batches=20)
+            session.commit()
+    except Exception:  # noqa: BLE001 - a failing indexer degrades search, never the page
+        log.exception("search catch-up indexing failed")
+
+
 def drain_after_request(app: Flask) -> None:
     """Embedded default: after a request committed queued records, index them in this process."""
 
@@ -78,6 +91,7 @@ def index() -> Any:
     args = _args()
     results = None
     if args["text"].strip():
+        catch_up(current_app)
         db = get_session()
         results = service.search(db, current_actor(), backend(), **args)
         db.commit()
@@ -111,6 +125,7 @@ def results_json(results: Any) -> dict[str, Any]:
                                                  "items": {"type": "array", "items": HIT_SCHEMA}}},
 )
 def api_search() -> Any:
+    catch_up(current_app)
     db = get_session()
     results = service.search(db, current_actor(), backend(), **_args())
     db.commit()
