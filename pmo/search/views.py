@@ -130,3 +130,14 @@ def api_search() -> Any:
     results = service.search(db, current_actor(), backend(), **_args())
     db.commit()
     return jsonify(results_json(results))
+
+
+@api_bp.route("/search/status")
+@require(Permission.SYSTEM_SETTINGS)
+@document("検索索引の状態（ok / missing / broken、件数、作成からの経過秒、未反映のキュー件数）",
+          response={"type": "object", "properties": {"state": {"type": "string"}, "doc_count": {"type": ["integer", "null"]},
+                                                       "generation_age_seconds": {"type": ["integer", "null"]},
+                                                       "queued": {"type": "integer"}}})
+def api_status() -> Any:
+    report = service.status(get_session(), backend())
+    return jsonify({k: report.get(k) for k in ("state", "doc_count", "generation_age_seconds", "built_at", "queued")})

@@ -217,3 +217,31 @@ def test_cli_search_prints_json_items(app, client, auth, officer):
 def test_search_api_is_documented(client):
     spec = client.get("/api/v1/openapi.json").get_json()
     assert "q" in [p["name"] for p in spec["paths"]["/api/v1/search"]["get"]["parameters"]]
+
+
+def test_a_scheduled_document_becomes_searchable_when_its_day_comes(app, client, auth, officer, make_user):
+    import datetime as dt
+
+    from pmo.core import clock
+    from tests.conftest import AuthActions
+
+    clock.freeze(dt.datetime(2015, 12, 1, 3, 0, tzinfo=dt.timezone.utc))
+    auth.login(officer)
+    created_id(upload(client, docx("予約公開の本文"), "予約.docx", title="予約公開の文書", publish_from="2015-12-10"))
+    for moment, expected in ((dt.datetime(2015, 12, 2), 0), (dt.datetime(2015, 12, 10, 1), 1)):
+        clock.freeze(moment.replace(tzinfo=dt.timezone.utc))
+        reader = app.test_client()
+        AuthActions(reader, make_user).login(make_user(Role.BODY_STAFF, CITY_A))
+        page = reader.get("/search/", query_string={"q": "予約公開"}).get_data(as_text=True)
+        assert "検索索引を再構築中" not in page
+        assert ("<mark>予約公開</mark>の文書" in page) is bool(expected), moment
+
+
+def test_index_status_for_operators_only(app, client, auth, make_user):
+    auth.login(make_user(Role.SYSTEM_ADMIN, ministry="cas"))
+    report = client.get("/api/v1/search/status").get_json()
+    assert set(report) == {"state", "doc_count", "generation_age_seconds", "built_at", "queued"}
+    assert app.instance_path not in json.dumps(report)  # no internals such as paths
+    auth.logout()
+    auth.login(make_user(Role.BODY_STAFF, CITY_A))
+    assert client.get("/api/v1/search/status").status_code == 403
