@@ -9,7 +9,7 @@ import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from pmo.accounts.models import User
@@ -409,7 +409,8 @@ def search_doc(session: Session, doc_id: int):
         return None
     now, today = clock.now(), clock.today()
     tokens = rules.document_tokens(facts(doc), now, today)
-    doc.indexed_dt = now
+    # A table-level UPDATE: indexing is bookkeeping and must not bump the record's edit version.
+    session.execute(update(Document.__table__).where(Document.__table__.c.id == doc.id).values(indexed_dt=now))
     if not tokens:
         return None
     latest = doc.latest

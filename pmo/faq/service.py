@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -118,7 +118,9 @@ def list_faqs(session: Session, actor: Actor, category: str | None = None, text:
     if text:
         like = f"%{text.replace('%', '').replace('_', '')}%"
         stmt = stmt.where(or_(Faq.question.like(like), Faq.answer_html.like(like)))
-    return list(session.scalars(stmt.order_by(Faq.category, Faq.id)))
+    order = {c: i for i, c in enumerate(CATEGORIES)}
+    faqs = session.scalars(stmt.order_by(Faq.id))
+    return sorted(faqs, key=lambda f: (order.get(f.category, len(order)), f.id))
 
 
 def category_counts(session: Session) -> dict[str, int]:
@@ -139,8 +141,10 @@ def vote_helpful(session: Session, actor: Actor, faq_id: int) -> bool:
             session.add(FaqVote(faq_id=faq.id, user_id=actor.user_id, voted_dt=clock.now()))
     except IntegrityError:
         return False
-    faq.helpful_count = (faq.helpful_count or 0) + 1
-    session.flush()
+    # A table-level UPDATE: a vote must not bump the version an editing officer holds.
+    table = Faq.__table__
+    session.execute(update(table).where(table.c.id == faq.id).values(helpful_count=table.c.helpful_count + 1))
+    session.expire(faq, ["helpful_count"])
     return True
 
 

@@ -290,3 +290,32 @@ def test_subscriptions_filter_the_home_feed_and_mark_unread(client, auth, office
                             token_from="/documents/subscriptions").status_code == 302
     home = client.get("/").get_data(as_text=True)
     assert "介護の文書" in home and "年金の文書" not in home and UNREAD in home
+
+
+def test_a_stale_edit_shows_both_values_and_keeps_the_newer_one(client, auth, officer, db_session):
+    auth.login(officer)
+    doc_id = created_id(upload(client, pdf(), "報告書.pdf", title="元のタイトル"))
+    version = db_session.get(Document, doc_id).version
+    fields = {"summary": "", "field": "common", "audience": "all", "tags": "", "publish_from": "", "publish_until": ""}
+    assert client.post_form(f"/documents/{doc_id}/edit", {**fields, "title": "先に保存したタイトル", "version": version},
+                            token_from=f"/documents/{doc_id}/edit").status_code == 302
+    page = client.post_form(f"/documents/{doc_id}/edit", {**fields, "title": "古い画面のタイトル", "version": version},
+                            token_from=f"/documents/{doc_id}/edit").get_data(as_text=True)
+    assert "他のユーザーがこの文書を更新しました" in page
+    assert "先に保存したタイトル" in page and "古い画面のタイトル" in page
+    db_session.expire_all()
+    assert db_session.get(Document, doc_id).title == "先に保存したタイトル"
+
+
+def test_indexing_does_not_bump_the_edit_version(app, client, auth, officer, db_session):
+    from pmo.documents.service import search_doc
+
+    auth.login(officer)
+    doc_id = created_id(upload(client, pdf(), "報告書.pdf"))
+    version = db_session.get(Document, doc_id).version
+
+    search_doc(db_session, doc_id)
+    db_session.flush()
+    db_session.expire_all()
+    doc = db_session.get(Document, doc_id)
+    assert doc.version == version and doc.indexed_dt is not None
