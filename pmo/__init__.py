@@ -81,6 +81,7 @@ def _register_blueprints(app: Flask, csrf: Any) -> None:
     from pmo.api.views import bp as api_bp
     from pmo.audit.views import bp as audit_bp
     from pmo.home.views import bp as home_bp
+    from pmo.ops import views as ops_views
     from pmo.orgs.views import bp as orgs_bp
 
     from pmo.documents.views import bp as documents_bp
@@ -90,7 +91,9 @@ def _register_blueprints(app: Flask, csrf: Any) -> None:
     from pmo.search.views import bp as search_bp
     from pmo.search.views import drain_after_request
 
-    for blueprint in (home_bp, accounts_bp, orgs_bp, audit_bp, documents_bp, faq_bp, procedures_bp, search_bp):
+    ops_views.init_app(app)
+    for blueprint in (home_bp, accounts_bp, orgs_bp, audit_bp, ops_views.bp, documents_bp, faq_bp, procedures_bp,
+                      search_bp):
         app.register_blueprint(blueprint)
     # The API authenticates with Bearer tokens only (no cookies), so CSRF does not apply to it.
     for api in (api_bp, search_api_bp):

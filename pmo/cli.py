@@ -236,7 +236,13 @@ def register_commands(app: Flask) -> None:
 
 
 # Domains add their command groups here ("module:group").
-DOMAIN_COMMANDS: list[str] = ["pmo.search.cli:search_group", "pmo.documents.cli:documents_group", "pmo.faq.cli:faq_group"]
+DOMAIN_COMMANDS: list[str] = [
+    "pmo.ops.cli:backup",
+    "pmo.ops.cli:restore",
+    "pmo.search.cli:search_group",
+    "pmo.documents.cli:documents_group",
+    "pmo.faq.cli:faq_group",
+]
 
 
 def _register_domain_commands(app: Flask) -> None:

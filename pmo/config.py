@@ -58,6 +58,7 @@ class DefaultConfig:
 
     TRUSTED_PROXIES = 0  # number of reverse proxies in front (ProxyFix x_for)
     REDIS_URL: str | None = None
+    METRICS_TOKEN: str | None = None
     LOG_LEVEL = "INFO"
     ITEMS_PER_PAGE = 50
     DEMO_DATE = "2015-12-15"

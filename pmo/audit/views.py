@@ -56,12 +56,14 @@ def export() -> Any:
 
     db = get_session()
     stmt = service.scoped_entries(current_actor(), _filter()).limit(200_000)
-    headers = ["日時", "操作", "結果", "操作者", "操作者団体", "対象種別", "対象ID", "対象団体", "変更前", "変更後",
+    from pmo.audit.labels import action_label
+
+    headers = ["日時", "操作", "操作コード", "結果", "操作者", "操作者団体", "対象種別", "対象ID", "対象団体", "変更前", "変更後",
                "経路", "取込ID", "IPアドレス", "リクエストID", "詳細"]
     import json
 
     rows = (
-        [datetime_ja(e.at_dt), e.action, e.outcome, e.actor_login, e.actor_body_code, e.target_type, e.target_id,
+        [datetime_ja(e.at_dt), action_label(e.action), e.action, e.outcome, e.actor_login, e.actor_body_code, e.target_type, e.target_id,
          e.target_body_code, json.dumps(e.before, ensure_ascii=False) if e.before else "",
          json.dumps(e.after, ensure_ascii=False) if e.after else "", e.channel, e.batch_id, e.ip, e.request_id,
          e.detail]

@@ -55,7 +55,11 @@ def catch_up(app: Flask) -> None:
 
 
 def drain_after_request(app: Flask) -> None:
-    """Embedded default: after a request committed queued records, index them in this process."""
+    """Embedded default: after a request committed queued records, index them in this process.
+
+    Also tells ``/healthz`` how the index is (ok / missing / broken).
+    """
+    app.extensions["pmo_search_status"] = lambda: str(backend(app).status().get("state"))
 
     @app.after_request
     def _drain(response: Any) -> Any:

@@ -57,6 +57,10 @@ def number(value: Any) -> str:
 
 
 def init_app(app: Flask) -> None:
+    from pmo.audit.labels import action_label, target_label
+
+    app.add_template_filter(action_label, "action_label")
+    app.add_template_filter(target_label, "target_label")
     app.add_template_filter(date_ja, "date_ja")
     app.add_template_filter(datetime_ja, "datetime_ja")
     app.add_template_filter(yen, "yen")

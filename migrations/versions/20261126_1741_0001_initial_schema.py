@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 17:03:36.907904
+Create Date: 2026-11-26 17:41:11.022055
 """
 from __future__ import annotations
 

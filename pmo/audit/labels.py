@@ -1,0 +1,47 @@
+"""Japanese names of audit actions and target types, for the audit screen and its export."""
+
+from __future__ import annotations
+
+ACTIONS = {
+    "auth.login": "ログイン",
+    "auth.logout": "ログアウト",
+    "auth.login_failed": "ログイン失敗",
+    "auth.login_throttled": "ログイン試行の制限",
+    "auth.account_locked": "アカウントの一時ロック",
+    "auth.session_ended": "セッション終了（本人）",
+    "authz.denied": "アクセス拒否",
+    "account.issued": "アカウント発行",
+    "account.disabled": "アカウント無効化",
+    "account.enabled": "アカウント有効化",
+    "account.role_changed": "役割の変更",
+    "account.password_changed": "パスワード変更",
+    "account.password_reset": "パスワード再発行",
+    "account.sessions_ended": "全セッション終了",
+    "account.unlocked": "ログイン制限の解除",
+    "api_token.created": "APIトークン発行",
+    "api_token.revoked": "APIトークン失効",
+    "ops.backup": "バックアップ",
+}
+PREFIXES = {
+    "plans.": "計画・実績", "catalog.": "作業項目カタログ", "delays.": "遅延フォロー", "cases.": "遅延フォロー",
+    "reports.": "報告", "documents.": "文書", "faq.": "FAQ", "inquiries.": "問い合わせ",
+    "procedures.": "事務・手続", "subsidy.": "補助金", "estimates.": "見積書", "search.": "検索",
+}
+TARGETS = {
+    "users": "アカウント", "user_sessions": "セッション", "api_tokens": "APIトークン", "bodies": "団体",
+    "endpoint": "画面", "plans": "計画", "documents": "文書",
+}
+
+
+def action_label(action: str) -> str:
+    """The Japanese name of an action, or its domain's name with the code when it has none."""
+    if action in ACTIONS:
+        return ACTIONS[action]
+    for prefix, label in PREFIXES.items():
+        if action.startswith(prefix):
+            return f"{label}（{action[len(prefix):]}）"
+    return action
+
+
+def target_label(target_type: str | None) -> str:
+    return TARGETS.get(target_type or "", target_type or "")

@@ -1,0 +1,1 @@
+"""Operations: online backup and verified restore, health checks, metrics."""
