@@ -496,3 +496,9 @@ def seed_demo_documents(session: Session, ctx: object) -> None:
                           FileStore(root))
     doc.created_by_id = None
     publish_document(session, actor, doc.id)
+    # The seeded FAQs were written from this deck: link them to it as their related document.
+    from pmo.faq.models import Faq, FaqDocument
+
+    for faq_id in session.scalars(select(Faq.id).where(Faq.seed_key.is_not(None))):
+        session.add(FaqDocument(faq_id=faq_id, document_id=doc.id))
+    session.flush()

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, abort, current_app, flash, redirect, rend
 
 from pmo.accounts.permissions import Permission, can
 from pmo.core.clock import JST
-from pmo.core.errors import Conflict, NotFound, Problem, ValidationFailed
+from pmo.core.errors import Conflict, NotFound, PermissionDenied, Problem, ValidationFailed
 from pmo.core.files import content_disposition
 from pmo.db import get_session
 from pmo.documents import notify, rules, service
@@ -153,6 +153,8 @@ def show(doc_id: int) -> Any:
 def edit(doc_id: int) -> Any:
     db, actor = get_session(), current_actor()
     doc = service.get_document(db, actor, doc_id)
+    if not rules.can_manage(actor, service.facts(doc)):
+        raise PermissionDenied("この文書を編集する権限がありません（登録した府省・団体のみ編集できます）。")
     form = DocumentForm(obj=None if request.method == "POST" else doc)
     if request.method == "GET":
         form.field.data, form.audience.data = doc.field.value, doc.audience.value

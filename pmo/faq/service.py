@@ -242,7 +242,7 @@ def unanswered_by_age(session: Session, actor: Actor) -> list[tuple[str, list[In
                            .order_by(Inquiry.asked_dt))
     bands: dict[str, list[Inquiry]] = {b: [] for b in ("1か月超", "1か月以内", "2週間以内", "1週間以内")}
     for inquiry in rows:
-        moment = inquiry.asked_dt if inquiry.asked_dt.tzinfo else inquiry.asked_dt.replace(tzinfo=dt.timezone.utc)
+        moment = inquiry.asked_dt if inquiry.asked_dt.tzinfo else inquiry.asked_dt.replace(tzinfo=dt.UTC)
         asked = moment.astimezone(clock.JST).date()
         bands[rules.age_band(asked, today)].append(inquiry)
     return [(band, items) for band, items in bands.items() if items]

@@ -9,7 +9,7 @@ from markupsafe import Markup
 
 from pmo.accounts.permissions import Permission, can
 from pmo.core import clock
-from pmo.core.errors import Conflict, ValidationFailed
+from pmo.core.errors import Conflict, NotFound, ValidationFailed
 from pmo.db import get_session
 from pmo.faq import service
 from pmo.faq.forms import ActionForm, AnswerForm, FaqForm, InquiryForm
@@ -54,7 +54,7 @@ def show(faq_id: int) -> Any:
     for link in faq.related:
         try:
             related.append(documents.get_document(db, actor, link.document_id))
-        except Exception:  # noqa: BLE001 - a related document the reader may not see is left out
+        except NotFound:  # a related document the reader may not see is left out
             continue
     db.rollback()
     return render_template("faq/show.html", faq=faq, related=related, form=ActionForm(),

@@ -101,3 +101,21 @@ def test_cli_adds_a_document_and_a_faq(app, db_session, tmp_path):
     assert result.exit_code == 0, result.output
     faq = db_session.scalar(sa.select(Faq).where(Faq.question == "CLIの質問"))
     assert faq.answer_html == "<p>CLIの回答</p>" and faq.category == "補助金"
+
+
+def test_the_demo_publishes_the_source_deck_and_links_the_seeded_faqs(db_session, tmp_path):
+    import datetime as dt
+
+    from pmo.faq.models import FaqDocument
+    from pmo.paths import data_dir
+    from pmo.seeding import DemoContext
+
+    ctx = DemoContext(seed_dir=data_dir("seed"), password="x", demo_date=dt.date(2015, 12, 15), upload_dir=tmp_path)
+    service.seed_demo_documents(db_session, ctx)
+    service.seed_demo_documents(db_session, ctx)  # idempotent
+    docs = db_session.scalars(sa.select(Document).where(Document.title == service.SOURCE_TITLE)).all()
+    assert len(docs) == 1
+    doc = docs[0]
+    assert doc.latest.file_kind == "docx" and "中間サーバー" in doc.latest.text
+    assert db_session.scalar(sa.select(sa.func.count()).select_from(FaqDocument)
+                             .where(FaqDocument.document_id == doc.id)) >= 50

@@ -11,7 +11,7 @@ from pmo.accounts.permissions import Actor, BodyRef
 from pmo.documents import rules
 from pmo.documents.models import Audience, DocumentKind, DocumentStatus
 
-NOW = dt.datetime(2015, 12, 15, 3, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2015, 12, 15, 3, 0, tzinfo=dt.UTC)
 TODAY = dt.date(2015, 12, 15)
 CITY = Actor(1, "city", Role.BODY_STAFF, body=BodyRef(10, "012033", "01"))
 PREF = Actor(2, "pref", Role.PREFECTURE_STAFF, body=BodyRef(11, "010006", "01", is_prefecture=True))

@@ -16,7 +16,7 @@ from pmo.audit.models import AuditEntry
 from pmo.core.tabular import SheetSpec, write_xlsx
 from pmo.documents.models import Document, DocumentStatus, DocumentVersion
 from tests.conftest import CITY_A, CITY_B, PREF_X, AuthActions
-from tests.documents.helpers import add_version, created_id, docx, document_count, pdf, upload, xlsx_with
+from tests.documents.helpers import add_version, created_id, document_count, docx, pdf, upload, xlsx_with
 
 
 @pytest.fixture
@@ -213,10 +213,11 @@ def test_drafts_and_narrow_audiences_are_hidden_from_bodies(client, auth, office
 
 
 def test_scheduled_publication_and_end_date(app, client, auth, officer, city_user, make_user):
-    from pmo.core import clock
     import datetime as dt
 
-    clock.freeze(dt.datetime(2015, 12, 1, 3, 0, tzinfo=dt.timezone.utc))
+    from pmo.core import clock
+
+    clock.freeze(dt.datetime(2015, 12, 1, 3, 0, tzinfo=dt.UTC))
     auth.login(officer)
     doc_id = created_id(upload(client, pdf(), "報告書.pdf", title="予約公開", publish_from="平成27年12月10日",
                                publish_until="2015-12-20"))
@@ -224,7 +225,7 @@ def test_scheduled_publication_and_end_date(app, client, auth, officer, city_use
     auth.login(city_user)
     assert client.get(f"/documents/{doc_id}").status_code == 404
     for moment, status in ((dt.datetime(2015, 12, 10, 0, 0), 200), (dt.datetime(2015, 12, 21, 0, 0), 404)):
-        clock.freeze(moment.replace(tzinfo=dt.timezone.utc))
+        clock.freeze(moment.replace(tzinfo=dt.UTC))
         later = app.test_client()  # days later: a new login
         AuthActions(later, make_user).login(city_user)
         assert later.get(f"/documents/{doc_id}").status_code == status

@@ -88,4 +88,4 @@ def test_ministry_publishes_dataset_versions_and_bodies_download_them(client, au
     page = client.get(f"/procedures/datasets/{dataset_id}").get_data(as_text=True)
     assert "最新版" in page and "平成27年2月6日版" in page
     assert client.get(f"/procedures/datasets/{dataset_id}/versions/1/download").data == pdf("v1")
-    assert client.get(f"/procedures/datasets/new").status_code == 403
+    assert client.get("/procedures/datasets/new").status_code == 403

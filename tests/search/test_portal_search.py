@@ -225,11 +225,11 @@ def test_a_scheduled_document_becomes_searchable_when_its_day_comes(app, client,
     from pmo.core import clock
     from tests.conftest import AuthActions
 
-    clock.freeze(dt.datetime(2015, 12, 1, 3, 0, tzinfo=dt.timezone.utc))
+    clock.freeze(dt.datetime(2015, 12, 1, 3, 0, tzinfo=dt.UTC))
     auth.login(officer)
     created_id(upload(client, docx("予約公開の本文"), "予約.docx", title="予約公開の文書", publish_from="2015-12-10"))
     for moment, expected in ((dt.datetime(2015, 12, 2), 0), (dt.datetime(2015, 12, 10, 1), 1)):
-        clock.freeze(moment.replace(tzinfo=dt.timezone.utc))
+        clock.freeze(moment.replace(tzinfo=dt.UTC))
         reader = app.test_client()
         AuthActions(reader, make_user).login(make_user(Role.BODY_STAFF, CITY_A))
         page = reader.get("/search/", query_string={"q": "予約公開"}).get_data(as_text=True)
