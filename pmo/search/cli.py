@@ -44,8 +44,9 @@ def query(words: tuple[str, ...], as_json: bool, kind: str | None) -> None:
     """検索する（コマンドはシステム管理者として、府省向けを含む公開中の情報を検索）。"""
     from pmo.accounts.models import Role
     from pmo.accounts.permissions import Actor
-    from pmo.search.views import results_json
+    from pmo.search.views import catch_up, results_json
 
+    catch_up(current_app)  # index what is still queued (or build a missing index) first
     actor = Actor(user_id=0, login_id="cli", role=Role.SYSTEM_ADMIN)
     with _db().session(write=False) as session:
         results = service.search(session, actor, _backend(), " ".join(words), kind=kind, per_page=20)

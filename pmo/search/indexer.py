@@ -48,11 +48,12 @@ def _documents_for(session: Session, keys: list[tuple[str, int]]) -> tuple[list[
 
 
 def drain(session: Session, backend: Any, batch: int = BATCH, max_batches: int | None = None,
-          retries: int = 0, retry_wait: float = 0.5) -> DrainReport:
+          retries: int = 0, retry_wait: float = 0.5, rebuild_missing: bool = True) -> DrainReport:
     """Index queued records in batches and mark them done; commits after each batch.
 
     On a busy index (another writer holds the lock) the rows stay queued; with ``retries`` the
-    batch is tried again after a pause. A missing index is built from the database first.
+    batch is tried again after a pause. A missing index is built from the database first, unless
+    ``rebuild_missing`` is False (after a user's write: the rows wait for a search or the CLI).
     """
     from pmo.search.engine import IndexBusy, IndexUnavailable
 
@@ -82,7 +83,7 @@ def drain(session: Session, backend: Any, batch: int = BATCH, max_batches: int |
                 time.sleep(retry_wait * attempt)
             except IndexUnavailable:
                 session.rollback()
-                if backend.status().get("state") == "missing" and not report.unavailable:
+                if rebuild_missing and backend.status().get("state") == "missing" and not report.unavailable:
                     report.unavailable = True
                     rebuild(session, backend)
                     return report

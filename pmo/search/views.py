@@ -70,7 +70,8 @@ def drain_after_request(app: Flask) -> None:
             return response
         try:
             with app.extensions["pmo_db"].session() as drain_session:
-                indexer.drain(drain_session, backend(app), max_batches=5)
+                # A missing index is not rebuilt here: the user's save must stay fast.
+                indexer.drain(drain_session, backend(app), max_batches=5, rebuild_missing=False)
         except Exception:
             log.exception("search indexing after commit failed; rows stay queued")
         return response

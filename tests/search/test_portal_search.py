@@ -136,7 +136,8 @@ def test_a_held_write_lock_never_loses_a_saved_record(app, client, auth, officer
     from whoosh.index import open_dir
 
     auth.login(officer)
-    faq(client, "最初のFAQ", "<p>索引を作る</p>")  # builds the index
+    faq(client, "最初のFAQ", "<p>索引を作る</p>")
+    assert api(client, "最初のFAQ")["total"] == 1  # the first search builds the missing index
     index_dir = Path(_backend(app).index_root) / "current"
     holder = open_dir(str(index_dir)).writer()  # another process holds the lock
     try:
@@ -155,6 +156,7 @@ def test_a_held_write_lock_never_loses_a_saved_record(app, client, auth, officer
 def test_missing_or_broken_index_degrades_search_but_not_the_pages(app, client, auth, officer, city_user):
     auth.login(officer)
     faq(client, "壊れる前のFAQ", "<p>本文</p>")
+    assert api(client, "壊れる前")["total"] == 1
     auth.logout()
     auth.login(city_user)
     root = Path(_backend(app).index_root)
