@@ -53,7 +53,7 @@ class DefaultConfig:
 
     # Request limits (INP-04).
     MAX_CONTENT_LENGTH = 50 * 1024 * 1024
-    MAX_FORM_MEMORY_SIZE = 2 * 1024 * 1024
+    MAX_FORM_MEMORY_SIZE = 512 * 1024  # one text field, and any body that is not a file upload
     MAX_FORM_PARTS = 2000
 
     TRUSTED_PROXIES = 0  # number of reverse proxies in front (ProxyFix x_for)

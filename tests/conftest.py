@@ -104,8 +104,12 @@ class PortalClient(FlaskClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.environ_base["HTTP_REFERER"] = "https://localhost/"
-        self.environ_base["wsgi.url_scheme"] = "https"
-        self.environ_base["HTTP_HOST"] = "localhost"
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        # environ_base cannot set the scheme (the builder overrides wsgi.url_scheme): use base_url.
+        if args and isinstance(args[0], str) and "://" not in args[0]:
+            kwargs.setdefault("base_url", "https://localhost")
+        return super().open(*args, **kwargs)
 
     def csrf_token(self, path: str = "/login") -> str:
         html = self.get(path).get_data(as_text=True)

@@ -159,6 +159,10 @@ ROLE_PERMISSIONS: dict[Role, dict[Permission, Scope]] = {
     },
 }
 
+# Ministry-owned records (documents, FAQs, datasets): only these changes are limited to the owning
+# ministry; reading a ministry's records is not.
+MINISTRY_RECORD_EDITS = frozenset({P.DOCUMENT_PUBLISH, P.FAQ_MANAGE, P.DATASET_PUBLISH})
+
 # Roles an account issuer may grant. A body admin issues staff and admins of its own body only.
 GRANTABLE_ROLES: dict[Role, frozenset[Role]] = {
     Role.BODY_ADMIN: frozenset({Role.BODY_STAFF, Role.BODY_ADMIN}),
@@ -215,8 +219,8 @@ def can(
 ) -> bool:
     """Tell whether ``actor`` may use ``permission`` on ``body`` (or at all, when no target is given).
 
-    With a ``ministry_id`` the record belongs to a ministry: publishers touch only their own
-    ministry's records; a system admin may touch any.
+    With a ``ministry_id`` the record belongs to a ministry: publishers change (MINISTRY_RECORD_EDITS)
+    only their own ministry's records; a system admin may change any; reading is not limited.
     """
     if actor is None:
         return False
@@ -226,7 +230,12 @@ def can(
     scope = effective_scope(actor, granted)
     if scope is None:
         return False
-    if ministry_id is not None and actor.role is not Role.SYSTEM_ADMIN and actor.ministry_id != ministry_id:
+    if (
+        ministry_id is not None
+        and permission in MINISTRY_RECORD_EDITS
+        and actor.role is not Role.SYSTEM_ADMIN
+        and actor.ministry_id != ministry_id
+    ):
         return False
     if body is None:
         # A body-scoped permission needs a body to act for.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
@@ -19,6 +20,7 @@ from pmo.web.auth import client_ip, current_actor, public, require
 from pmo.web.forms import add_problems, safe_next
 
 bp = Blueprint("accounts", __name__)
+log = logging.getLogger("pmo.accounts")
 
 
 def _login_settings() -> service.LoginSettings:
@@ -51,6 +53,8 @@ def login() -> Any:
             user = service.authenticate(db, form.login_id.data, form.password.data, client_ip(), _login_settings())
         except service.LoginFailed as exc:
             db.commit()
+            # One JSON line per failure (control characters escaped by the formatter, LOG-06).
+            log.info("login failed login_id=%s throttled=%s ip=%s", form.login_id.data, exc.throttled, client_ip())
             form.form_errors.append(exc.message)
             status = 429 if exc.throttled else 200
         else:

@@ -201,8 +201,13 @@ def list_bodies(
     if flt.population_max is not None:
         stmt = stmt.where(Body.population < flt.population_max)
     if flt.text:
-        like = f"%{flt.text.replace('%', '').replace('_', '')}%"
-        stmt = stmt.where(Body.name.like(like) | Body.code.like(like) | Body.name_kana.like(like))
+        # The user's text is literal: escape LIKE's wildcards rather than drop them (INP-03).
+        text = flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        like = f"%{text}%"
+        stmt = stmt.where(
+            Body.name.like(like, escape="\\") | Body.code.like(like, escape="\\")
+            | Body.name_kana.like(like, escape="\\")
+        )
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     order = SORTS.get(sort, Body.code)
     rows = session.scalars(stmt.order_by(order, Body.code).offset((page - 1) * per_page).limit(per_page))

@@ -44,8 +44,15 @@ def wants_json() -> bool:
     return request.path.startswith("/api/")
 
 
+def _log_error(status: int) -> None:
+    """One line per error answer, with the request id the user sees on the page (CFG-03)."""
+    log.log(logging.WARNING if status >= 500 else logging.INFO, "error status=%s request_id=%s method=%s path=%s",
+            status, g.get("request_id"), request.method, request.path)
+
+
 def problem(status: int, detail: str | None = None, errors: list[dict[str, str]] | None = None) -> Response:
     """Return an RFC 9457 problem document in Japanese."""
+    _log_error(status)
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": TITLES.get(status, "エラー"),
@@ -63,12 +70,27 @@ def problem(status: int, detail: str | None = None, errors: list[dict[str, str]]
 
 
 def error_page(status: int, detail: str | None = None, **extra: Any) -> tuple[str, int]:
+    _log_error(status)
     template = "errors/csrf.html" if extra.get("csrf") else "errors/error.html"
     html = render_template(
         template, status=status, title=TITLES.get(status, "エラー"), detail=detail or DETAILS.get(status, ""),
         request_id=g.get("request_id", "-"), **extra,
     )
     return html, status
+
+
+def _keep_denials() -> None:
+    """Roll back the failed request's changes but commit its ``authz.denied`` audit entries (AC-03)."""
+    from pmo.audit.models import AuditEntry
+
+    session = g.get("pmo_session")
+    if session is None:
+        return
+    denials = [obj for obj in session.new if isinstance(obj, AuditEntry) and obj.outcome == "denied"]
+    session.rollback()
+    if denials:
+        session.add_all(denials)
+        session.commit()
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -93,6 +115,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(DomainError)
     def _domain(exc: DomainError) -> Any:
+        if exc.status in (403, 404):
+            _keep_denials()
         if wants_json():
             return problem(exc.status, exc.message or None)
         return error_page(exc.status, exc.message or None)

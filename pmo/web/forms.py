@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from flask_wtf import FlaskForm
 
@@ -20,6 +20,9 @@ def safe_next(target: str | None, default: str) -> str:
     because browsers repair those into off-site addresses (``/\\evil.com``, ``/\\t/evil.com``).
     """
     if not target or not target.startswith("/") or target.startswith("//") or _UNSAFE.search(target):
+        return default
+    decoded = unquote(target)  # a proxy or framework that decodes %2F must not find "//" either
+    if decoded.startswith("//") or _UNSAFE.search(decoded):
         return default
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:

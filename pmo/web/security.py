@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, abort, g, request
 from flask_login import current_user
 
 from pmo.audit import service as audit
@@ -31,6 +31,14 @@ def init_app(app: Flask) -> None:
                 channel="api" if request.path.startswith("/api/") else "ui",
             )
         )
+
+    @app.before_request
+    def _limit_body() -> None:
+        # Only file uploads (multipart) may approach MAX_CONTENT_LENGTH; a form or JSON body larger
+        # than one text field may be is refused before any parsing or handler work (INP-04).
+        length = request.content_length or 0
+        if length > app.config["MAX_FORM_MEMORY_SIZE"] and request.mimetype != "multipart/form-data":
+            abort(413)
 
     @app.teardown_request
     def _reset_context(_exc: BaseException | None) -> None:
