@@ -91,15 +91,23 @@ def _register_blueprints(app: Flask, csrf: Any) -> None:
     from pmo.subsidy.views import api_bp as subsidy_api_bp
     from pmo.subsidy.views import bp as subsidy_bp
 
+    from pmo.documents.views import bp as documents_bp
+    from pmo.faq.views import bp as faq_bp
+    from pmo.procedures.views import bp as procedures_bp
+    from pmo.search.views import api_bp as search_api_bp
+    from pmo.search.views import bp as search_bp
+    from pmo.search.views import drain_after_request
+
     ops_views.init_app(app)
     blueprints = (home_bp, accounts_bp, orgs_bp, audit_bp, ops_views.bp, catalog_bp, plans_bp, delays_bp,
-                  reports_bp, subsidy_bp)
+                  reports_bp, subsidy_bp, documents_bp, faq_bp, procedures_bp, search_bp)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     # The API authenticates with Bearer tokens only (no cookies), so CSRF does not apply to it.
-    for blueprint in (api_bp, plans_api_bp, subsidy_api_bp, delays_api_bp, reports_api_bp):
+    for blueprint in (api_bp, plans_api_bp, subsidy_api_bp, delays_api_bp, reports_api_bp, search_api_bp):
         csrf.exempt(blueprint)
         app.register_blueprint(blueprint)
+    drain_after_request(app)
 
 
 def _register_context(app: Flask) -> None:

@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import secrets
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -104,7 +105,8 @@ def demo(password: str | None) -> None:
     demo_date = dt.date.fromisoformat(current_app.config["DEMO_DATE"])
     with database().session() as session:
         run_seed(session, data_dir("seed"))
-        ctx = DemoContext(seed_dir=data_dir("seed"), password=password, demo_date=demo_date)
+        ctx = DemoContext(seed_dir=data_dir("seed"), password=password, demo_date=demo_date,
+                          upload_dir=Path(current_app.config.get("UPLOAD_DIR") or Path(current_app.instance_path) / "uploads"))
         run_demo(session, ctx)
         session.commit()
         click.echo("デモアカウント（パスワードは全員共通）:")
@@ -240,6 +242,9 @@ DOMAIN_COMMANDS: list[str] = [
     "pmo.subsidy.cli:subsidy",
     "pmo.delays.cli:delays_command",
     "pmo.plans.cli:plans_group",
+    "pmo.search.cli:search_group",
+    "pmo.documents.cli:documents_group",
+    "pmo.faq.cli:faq_group",
 ]
 
 

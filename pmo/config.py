@@ -63,6 +63,21 @@ class DefaultConfig:
     ITEMS_PER_PAGE = 50
     DEMO_DATE = "2015-12-15"
 
+    # Information (documents, FAQ, search): uploads under instance/uploads, index under instance/search.
+    UPLOAD_DIR: str | None = None
+    DOCUMENT_MAX_MB = 30
+    INQUIRY_REPLY_DAYS = 14
+    SEARCH_INDEX_DIR: str | None = None
+    SEARCH_INDEX_AFTER_COMMIT = True  # embedded default: index in-process after each commit
+    SEARCH_LOCK_TIMEOUT = 1
+    SMTP_HOST: str | None = None  # e-mail notices to subscribers only when set
+    SMTP_PORT = 25
+    SMTP_STARTTLS = False
+    SMTP_USER: str | None = None
+    SMTP_PASSWORD: str | None = None
+    MAIL_FROM = "noreply@pmo.example.jp"
+    PORTAL_URL: str | None = None  # base URL written in e-mails
+
 
 def load_config(app_config: dict[str, Any], instance_path: Path, overrides: Mapping[str, Any] | None) -> None:
     """Fill ``app_config`` from defaults, the environment and ``overrides``, then check it."""

@@ -13,6 +13,10 @@ from pmo.subsidy.models import (  # noqa: F401
     Application, ApplicationEvent, ApplicationLine, BaseTable, BaseTableRow, Budget, Estimate, EstimateLine,
     EstimateNote, NoncoveredKeyword, Registration, UnionTransfer,
 )
+from pmo.documents.models import Document, DocumentRead, DocumentVersion, Subscription  # noqa: F401
+from pmo.faq.models import Faq, FaqDocument, FaqVote, Inquiry  # noqa: F401
+from pmo.procedures.models import Dataset, DatasetVersion, OrdinanceItem, Procedure  # noqa: F401
+from pmo.search.models import SearchMiss, SearchOutbox  # noqa: F401
 from pmo.db import Base
 
 metadata = Base.metadata

@@ -18,12 +18,15 @@ SEED_STEPS: list[str] = [
     "pmo.orgs.service:seed_all",
     "pmo.catalog.service:seed_catalog",
     "pmo.subsidy.service:seed_base_table",
+    "pmo.procedures.service:seed_procedures",
+    "pmo.faq.service:seed_faqs",
 ]
 
 DEMO_STEPS: list[str] = [
     "pmo.demo:seed_demo_users",
     "pmo.subsidy.demo:seed_demo",
     "pmo.plans.demo:seed_demo_plans",
+    "pmo.documents.service:seed_demo_documents",
 ]
 
 
@@ -33,6 +36,7 @@ class DemoContext:
     password: str
     demo_date: dt.date
     users: dict[str, Any] = field(default_factory=dict)  # role value -> User
+    upload_dir: Path | None = None  # where demo documents store their files
 
 
 def _resolve(step: str) -> Any:

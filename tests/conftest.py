@@ -28,6 +28,13 @@ from pmo.db import create_db_engine, make_session_factory
 from pmo.orgs.models import Body, Ministry
 from pmo.paths import data_dir
 
+from argon2 import PasswordHasher  # noqa: E402
+
+from pmo.accounts import service as _accounts_service  # noqa: E402
+
+# argon2's production cost (64 MiB, 3 passes) would dominate the suite's time; the hashes stay argon2id.
+_accounts_service.use_password_hasher(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
 TEST_PASSWORD = "correct horse battery staple 2015"
 SECRET = "t" * 64
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 18:29:20.845428
+Create Date: 2026-11-26 18:31:27.832085
 """
 from __future__ import annotations
 
@@ -96,6 +96,79 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_ministries')),
     sa.UniqueConstraint('code', name=op.f('uq_ministries_code'))
     )
+    op.create_table('ordinance_items',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('seq', sa.Integer(), nullable=False),
+    sa.Column('table1_item', sa.String(length=20), nullable=False),
+    sa.Column('table1_ordinance', sa.String(length=20), nullable=False),
+    sa.Column('actor_legal', sa.Text(), nullable=False),
+    sa.Column('actor_actual', sa.String(length=100), nullable=False),
+    sa.Column('affair', sa.Text(), nullable=False),
+    sa.Column('procedure', sa.Text(), nullable=False),
+    sa.Column('basis_law', sa.String(length=200), nullable=False),
+    sa.Column('basis_ordinance', sa.String(length=200), nullable=False),
+    sa.Column('basis_notice', sa.Text(), nullable=False),
+    sa.Column('in_table1', sa.Boolean(), nullable=False),
+    sa.Column('in_table2', sa.Boolean(), nullable=False),
+    sa.Column('table2_item', sa.String(length=20), nullable=False),
+    sa.Column('table2_branch', sa.String(length=20), nullable=False),
+    sa.Column('information', sa.String(length=100), nullable=False),
+    sa.Column('inquirer', sa.Text(), nullable=False),
+    sa.Column('provider', sa.Text(), nullable=False),
+    sa.Column('provider_actual', sa.Text(), nullable=False),
+    sa.Column('needed_information', sa.Text(), nullable=False),
+    sa.Column('years', sa.Text(), nullable=False),
+    sa.Column('form_change', sa.Text(), nullable=False),
+    sa.Column('linkage_start', sa.String(length=40), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_ordinance_items')),
+    sa.UniqueConstraint('seq', name=op.f('uq_ordinance_items_seq'))
+    )
+    op.create_table('procedures',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('system', sa.String(length=40), nullable=False),
+    sa.Column('field', sa.String(length=20), nullable=False),
+    sa.Column('seq', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('article', sa.String(length=100), nullable=False),
+    sa.Column('submitter', sa.String(length=100), nullable=False),
+    sa.Column('submit_to', sa.String(length=100), nullable=False),
+    sa.Column('number_entry', sa.Text(), nullable=False),
+    sa.Column('linkage', sa.Text(), nullable=False),
+    sa.Column('omissible', sa.Text(), nullable=False),
+    sa.Column('has_linkage', sa.Boolean(), nullable=False),
+    sa.Column('source', sa.String(length=100), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_procedures')),
+    sa.UniqueConstraint('system', 'seq', name=op.f('uq_procedures_system_seq'))
+    )
+    with op.batch_alter_table('procedures', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_procedures_system'), ['system'], unique=False)
+
+    op.create_table('search_misses',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('query', sa.String(length=200), nullable=False),
+    sa.Column('count', sa.Integer(), nullable=False),
+    sa.Column('first_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('last_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_search_misses')),
+    sa.UniqueConstraint('query', name=op.f('uq_search_misses_query'))
+    )
+    with op.batch_alter_table('search_misses', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_search_misses_last_dt'), ['last_dt'], unique=False)
+
+    op.create_table('search_outbox',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.String(length=20), nullable=False),
+    sa.Column('record_id', sa.Integer(), nullable=False),
+    sa.Column('queued_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('done_dt', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('last_error', sa.Text(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_search_outbox'))
+    )
+    with op.batch_alter_table('search_outbox', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_search_outbox_done_dt'), ['done_dt'], unique=False)
+        batch_op.create_index(batch_op.f('ix_search_outbox_queued_dt'), ['queued_dt'], unique=False)
+
     op.create_table('settings',
     sa.Column('key', sa.String(length=80), nullable=False),
     sa.Column('value', sa.JSON(), nullable=False),
@@ -125,6 +198,42 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_work_items')),
     sa.UniqueConstraint('code', name=op.f('uq_work_items_code'))
     )
+    op.create_table('datasets',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('title', sa.String(length=200), nullable=False),
+    sa.Column('description', sa.Text(), nullable=False),
+    sa.Column('ministry_id', sa.Integer(), nullable=False),
+    sa.Column('created_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['ministry_id'], ['ministries.id'], name=op.f('fk_datasets_ministry_id_ministries')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_datasets'))
+    )
+    with op.batch_alter_table('datasets', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_datasets_ministry_id'), ['ministry_id'], unique=False)
+
+    op.create_table('faqs',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('category', sa.String(length=40), nullable=False),
+    sa.Column('question', sa.Text(), nullable=False),
+    sa.Column('answer_html', sa.Text(), nullable=False),
+    sa.Column('source', sa.String(length=200), nullable=False),
+    sa.Column('status', sa.Enum('draft', 'published', name='faqstatus', native_enum=False, length=40), nullable=False),
+    sa.Column('ministry_id', sa.Integer(), nullable=True),
+    sa.Column('source_inquiry_id', sa.Integer(), nullable=True),
+    sa.Column('helpful_count', sa.Integer(), nullable=False),
+    sa.Column('seed_key', sa.String(length=40), nullable=True),
+    sa.Column('created_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('published_dt', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['ministry_id'], ['ministries.id'], name=op.f('fk_faqs_ministry_id_ministries')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_faqs')),
+    sa.UniqueConstraint('seed_key', name=op.f('uq_faqs_seed_key'))
+    )
+    with op.batch_alter_table('faqs', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_faqs_category'), ['category'], unique=False)
+        batch_op.create_index(batch_op.f('ix_faqs_ministry_id'), ['ministry_id'], unique=False)
+
     op.create_table('subsidy_registrations',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('body_id', sa.Integer(), nullable=False),
@@ -232,6 +341,84 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_completion_fields')),
     sa.UniqueConstraint('subtask_id', 'code', name=op.f('uq_completion_fields_subtask_id_code'))
     )
+    op.create_table('dataset_versions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('dataset_id', sa.Integer(), nullable=False),
+    sa.Column('number', sa.Integer(), nullable=False),
+    sa.Column('storage_key', sa.String(length=64), nullable=False),
+    sa.Column('display_name', sa.String(length=200), nullable=False),
+    sa.Column('file_kind', sa.String(length=10), nullable=False),
+    sa.Column('mime_type', sa.String(length=120), nullable=False),
+    sa.Column('size', sa.Integer(), nullable=False),
+    sa.Column('sha256', sa.String(length=64), nullable=False),
+    sa.Column('change_note', sa.Text(), nullable=False),
+    sa.Column('uploaded_by_id', sa.Integer(), nullable=True),
+    sa.Column('uploaded_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['dataset_id'], ['datasets.id'], name=op.f('fk_dataset_versions_dataset_id_datasets'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['uploaded_by_id'], ['users.id'], name=op.f('fk_dataset_versions_uploaded_by_id_users')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_dataset_versions')),
+    sa.UniqueConstraint('dataset_id', 'number', name=op.f('uq_dataset_versions_dataset_id_number')),
+    sa.UniqueConstraint('storage_key', name=op.f('uq_dataset_versions_storage_key'))
+    )
+    with op.batch_alter_table('dataset_versions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_dataset_versions_dataset_id'), ['dataset_id'], unique=False)
+
+    op.create_table('document_subscriptions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('field', sa.Enum('public_assistance', 'disability', 'child_welfare', 'nhi', 'late_elderly', 'ltc', 'health', 'pension', 'common', name='field', native_enum=False, length=40), nullable=True),
+    sa.Column('ministry_id', sa.Integer(), nullable=True),
+    sa.Column('created_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['ministry_id'], ['ministries.id'], name=op.f('fk_document_subscriptions_ministry_id_ministries'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_document_subscriptions_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_document_subscriptions')),
+    sa.UniqueConstraint('user_id', 'field', 'ministry_id', name=op.f('uq_document_subscriptions_user_id_field_ministry_id'))
+    )
+    with op.batch_alter_table('document_subscriptions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_document_subscriptions_user_id'), ['user_id'], unique=False)
+
+    op.create_table('documents',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.Enum('notice', 'practice', name='documentkind', native_enum=False, length=40), nullable=False),
+    sa.Column('title', sa.String(length=200), nullable=False),
+    sa.Column('summary', sa.Text(), nullable=False),
+    sa.Column('field', sa.Enum('public_assistance', 'disability', 'child_welfare', 'nhi', 'late_elderly', 'ltc', 'health', 'pension', 'common', name='field', native_enum=False, length=40), nullable=False),
+    sa.Column('tags', sa.String(length=300), nullable=False),
+    sa.Column('audience', sa.Enum('all', 'prefectures', 'ministries', name='audience', native_enum=False, length=40), nullable=False),
+    sa.Column('status', sa.Enum('draft', 'pending', 'published', 'rejected', 'withdrawn', name='documentstatus', native_enum=False, length=40), nullable=False),
+    sa.Column('ministry_id', sa.Integer(), nullable=True),
+    sa.Column('body_id', sa.Integer(), nullable=True),
+    sa.Column('publish_from_dt', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('publish_until', sa.Date(), nullable=True),
+    sa.Column('published_dt', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('review_note', sa.Text(), nullable=True),
+    sa.Column('created_by_id', sa.Integer(), nullable=True),
+    sa.Column('approved_by_id', sa.Integer(), nullable=True),
+    sa.Column('created_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('indexed_dt', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['approved_by_id'], ['users.id'], name=op.f('fk_documents_approved_by_id_users')),
+    sa.ForeignKeyConstraint(['body_id'], ['bodies.id'], name=op.f('fk_documents_body_id_bodies')),
+    sa.ForeignKeyConstraint(['created_by_id'], ['users.id'], name=op.f('fk_documents_created_by_id_users')),
+    sa.ForeignKeyConstraint(['ministry_id'], ['ministries.id'], name=op.f('fk_documents_ministry_id_ministries')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_documents'))
+    )
+    with op.batch_alter_table('documents', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_documents_body_id'), ['body_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_documents_ministry_id'), ['ministry_id'], unique=False)
+        batch_op.create_index('ix_documents_status_publish', ['status', 'publish_from_dt'], unique=False)
+
+    op.create_table('faq_votes',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('faq_id', sa.Integer(), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('voted_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['faq_id'], ['faqs.id'], name=op.f('fk_faq_votes_faq_id_faqs'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_faq_votes_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_faq_votes')),
+    sa.UniqueConstraint('faq_id', 'user_id', name=op.f('uq_faq_votes_faq_id_user_id'))
+    )
     op.create_table('followup_cases',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('body_id', sa.Integer(), nullable=False),
@@ -288,6 +475,34 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('import_jobs', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_import_jobs_sha256'), ['sha256'], unique=False)
+
+    op.create_table('inquiries',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('body_id', sa.Integer(), nullable=False),
+    sa.Column('asker_id', sa.Integer(), nullable=False),
+    sa.Column('ministry_id', sa.Integer(), nullable=False),
+    sa.Column('category', sa.String(length=40), nullable=False),
+    sa.Column('subject', sa.String(length=200), nullable=False),
+    sa.Column('question', sa.Text(), nullable=False),
+    sa.Column('status', sa.Enum('open', 'answered', name='inquirystatus', native_enum=False, length=40), nullable=False),
+    sa.Column('asked_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('due_date', sa.Date(), nullable=False),
+    sa.Column('answer', sa.Text(), nullable=True),
+    sa.Column('answered_by_id', sa.Integer(), nullable=True),
+    sa.Column('answered_dt', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('faq_id', sa.Integer(), nullable=True),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['answered_by_id'], ['users.id'], name=op.f('fk_inquiries_answered_by_id_users')),
+    sa.ForeignKeyConstraint(['asker_id'], ['users.id'], name=op.f('fk_inquiries_asker_id_users')),
+    sa.ForeignKeyConstraint(['body_id'], ['bodies.id'], name=op.f('fk_inquiries_body_id_bodies')),
+    sa.ForeignKeyConstraint(['faq_id'], ['faqs.id'], name=op.f('fk_inquiries_faq_id_faqs')),
+    sa.ForeignKeyConstraint(['ministry_id'], ['ministries.id'], name=op.f('fk_inquiries_ministry_id_ministries')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_inquiries'))
+    )
+    with op.batch_alter_table('inquiries', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_inquiries_body_id'), ['body_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_inquiries_ministry_id'), ['ministry_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_inquiries_status'), ['status'], unique=False)
 
     op.create_table('monthly_snapshots',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -468,6 +683,55 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_completion_values')),
     sa.UniqueConstraint('plan_id', 'field_id', name=op.f('uq_completion_values_plan_id_field_id'))
     )
+    op.create_table('document_reads',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('document_id', sa.Integer(), nullable=False),
+    sa.Column('version_number', sa.Integer(), nullable=False),
+    sa.Column('read_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['document_id'], ['documents.id'], name=op.f('fk_document_reads_document_id_documents'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_document_reads_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_document_reads')),
+    sa.UniqueConstraint('user_id', 'document_id', name=op.f('uq_document_reads_user_id_document_id'))
+    )
+    with op.batch_alter_table('document_reads', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_document_reads_user_id'), ['user_id'], unique=False)
+
+    op.create_table('document_versions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('document_id', sa.Integer(), nullable=False),
+    sa.Column('number', sa.Integer(), nullable=False),
+    sa.Column('storage_key', sa.String(length=64), nullable=False),
+    sa.Column('display_name', sa.String(length=200), nullable=False),
+    sa.Column('file_kind', sa.String(length=10), nullable=False),
+    sa.Column('mime_type', sa.String(length=120), nullable=False),
+    sa.Column('size', sa.Integer(), nullable=False),
+    sa.Column('sha256', sa.String(length=64), nullable=False),
+    sa.Column('change_note', sa.Text(), nullable=False),
+    sa.Column('text', sa.Text(), nullable=True),
+    sa.Column('uploaded_by_id', sa.Integer(), nullable=True),
+    sa.Column('uploaded_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['document_id'], ['documents.id'], name=op.f('fk_document_versions_document_id_documents'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['uploaded_by_id'], ['users.id'], name=op.f('fk_document_versions_uploaded_by_id_users')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_document_versions')),
+    sa.UniqueConstraint('document_id', 'number', name=op.f('uq_document_versions_document_id_number')),
+    sa.UniqueConstraint('storage_key', name=op.f('uq_document_versions_storage_key'))
+    )
+    with op.batch_alter_table('document_versions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_document_versions_document_id'), ['document_id'], unique=False)
+
+    op.create_table('faq_documents',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('faq_id', sa.Integer(), nullable=False),
+    sa.Column('document_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['document_id'], ['documents.id'], name=op.f('fk_faq_documents_document_id_documents'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['faq_id'], ['faqs.id'], name=op.f('fk_faq_documents_faq_id_faqs'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_faq_documents')),
+    sa.UniqueConstraint('faq_id', 'document_id', name=op.f('uq_faq_documents_faq_id_document_id'))
+    )
+    with op.batch_alter_table('faq_documents', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_faq_documents_faq_id'), ['faq_id'], unique=False)
+
     op.create_table('plan_revisions',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('plan_id', sa.Integer(), nullable=False),
@@ -639,6 +903,18 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_plan_revisions_body_id'))
 
     op.drop_table('plan_revisions')
+    with op.batch_alter_table('faq_documents', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_faq_documents_faq_id'))
+
+    op.drop_table('faq_documents')
+    with op.batch_alter_table('document_versions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_document_versions_document_id'))
+
+    op.drop_table('document_versions')
+    with op.batch_alter_table('document_reads', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_document_reads_user_id'))
+
+    op.drop_table('document_reads')
     op.drop_table('completion_values')
     with op.batch_alter_table('case_entries', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_case_entries_case_id'))
@@ -676,6 +952,12 @@ def downgrade() -> None:
 
     op.drop_table('plan_comments')
     op.drop_table('monthly_snapshots')
+    with op.batch_alter_table('inquiries', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_inquiries_status'))
+        batch_op.drop_index(batch_op.f('ix_inquiries_ministry_id'))
+        batch_op.drop_index(batch_op.f('ix_inquiries_body_id'))
+
+    op.drop_table('inquiries')
     with op.batch_alter_table('import_jobs', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_import_jobs_sha256'))
 
@@ -687,6 +969,21 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_followup_cases_batch_id'))
 
     op.drop_table('followup_cases')
+    op.drop_table('faq_votes')
+    with op.batch_alter_table('documents', schema=None) as batch_op:
+        batch_op.drop_index('ix_documents_status_publish')
+        batch_op.drop_index(batch_op.f('ix_documents_ministry_id'))
+        batch_op.drop_index(batch_op.f('ix_documents_body_id'))
+
+    op.drop_table('documents')
+    with op.batch_alter_table('document_subscriptions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_document_subscriptions_user_id'))
+
+    op.drop_table('document_subscriptions')
+    with op.batch_alter_table('dataset_versions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_dataset_versions_dataset_id'))
+
+    op.drop_table('dataset_versions')
     op.drop_table('completion_fields')
     op.drop_table('catalog_versions')
     with op.batch_alter_table('api_tokens', schema=None) as batch_op:
@@ -707,10 +1004,33 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_subsidy_registrations_body_id'))
 
     op.drop_table('subsidy_registrations')
+    with op.batch_alter_table('faqs', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_faqs_ministry_id'))
+        batch_op.drop_index(batch_op.f('ix_faqs_category'))
+
+    op.drop_table('faqs')
+    with op.batch_alter_table('datasets', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_datasets_ministry_id'))
+
+    op.drop_table('datasets')
     op.drop_table('work_items')
     op.drop_table('subsidy_noncovered_keywords')
     op.drop_table('subsidy_budgets')
     op.drop_table('settings')
+    with op.batch_alter_table('search_outbox', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_search_outbox_queued_dt'))
+        batch_op.drop_index(batch_op.f('ix_search_outbox_done_dt'))
+
+    op.drop_table('search_outbox')
+    with op.batch_alter_table('search_misses', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_search_misses_last_dt'))
+
+    op.drop_table('search_misses')
+    with op.batch_alter_table('procedures', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_procedures_system'))
+
+    op.drop_table('procedures')
+    op.drop_table('ordinance_items')
     op.drop_table('ministries')
     op.drop_table('milestones')
     with op.batch_alter_table('login_attempts', schema=None) as batch_op:

@@ -42,6 +42,13 @@ LOGIN_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 GENERIC_LOGIN_IDS = re.compile(r"^(admin|user|guest|test|soumu|somu|jinji|kikaku|joho|tanto|staff|pmo)\d*$")
 
 
+def use_password_hasher(hasher: PasswordHasher) -> None:
+    """Swap the hasher: the test suite uses cheap argon2 parameters; the portal keeps argon2's defaults."""
+    global _hasher, _DUMMY_HASH
+    _hasher = hasher
+    _DUMMY_HASH = hasher.hash(secrets.token_urlsafe(16))
+
+
 def hash_password(password: str) -> str:
     """Hash with argon2id and a per-user salt."""
     return _hasher.hash(password)

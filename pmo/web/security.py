@@ -71,6 +71,7 @@ def init_app(app: Flask) -> None:
         if not request.path.startswith("/static/") and (
             getattr(current_user, "is_authenticated", False) or "Cache-Control" not in headers
         ):
-            headers["Cache-Control"] = "no-store"
+            if "private" not in headers.get("Cache-Control", ""):  # file downloads set "private, no-store"
+                headers["Cache-Control"] = "no-store"
             headers["Pragma"] = "no-cache"
         return response

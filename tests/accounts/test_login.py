@@ -359,3 +359,13 @@ def test_the_last_admin_of_a_body_can_be_neither_disabled_nor_demoted(app, make_
                      token_from=detail)
     db_session.refresh(admin)
     assert admin.role is Role.BODY_STAFF
+
+
+def test_the_portal_hashes_with_argon2_default_costs():
+    # The suite swaps in a cheap hasher; a fresh one is what the portal uses.
+    from argon2 import PasswordHasher
+    from argon2.profiles import RFC_9106_LOW_MEMORY
+
+    hasher = PasswordHasher()
+    assert hasher.time_cost >= RFC_9106_LOW_MEMORY.time_cost
+    assert hasher.memory_cost >= RFC_9106_LOW_MEMORY.memory_cost
