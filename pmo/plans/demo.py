@@ -108,14 +108,20 @@ def _timeline(st: Any, body: Body, profile: str, vendor: str | None, month_style
     start, end = BASELINE[code]
     start += dt.timedelta(days=shift + rnd.randrange(-5, 6))
     end += dt.timedelta(days=shift + rnd.randrange(-3, 4))
-    if end > st.milestone_date and profile != "past_milestone":
-        end = min(end, st.milestone_date - dt.timedelta(days=1)) if end - dt.timedelta(days=shift) <= st.milestone_date else end
+    if end > st.milestone_date - dt.timedelta(days=7) and profile != "past_milestone":
+        # Bodies on track plan to finish with a margin before the milestone, as real schedules do.
+        margin = dt.timedelta(days=rnd.randrange(7, 22))
+        end = min(end, st.milestone_date - margin) if end - dt.timedelta(days=shift) <= st.milestone_date else end
     if end < start:
         end = start + dt.timedelta(days=14)
     if profile == "past_milestone" and code in ("C-5", "J-2", "E-6", "G-5", "H-5") and rnd.random() < 0.7:
         end = st.milestone_date + dt.timedelta(days=rnd.randrange(20, 90))
     planned_start = _month_start(start) if month_style else PartialDate(start)
     planned_end = _month_end(end) if month_style else PartialDate(end)
+    if month_style and profile != "past_milestone" and planned_end.end() > st.milestone_date - dt.timedelta(days=7):
+        # A month-end within a week of the milestone leaves no margin: on-track bodies plan a month earlier.
+        end = planned_end.start() - dt.timedelta(days=1)
+        planned_end = _month_end(end)
     if planned_end.end() > st.milestone_date >= end:
         planned_end = PartialDate(end)
     entered = D(2015, 3, 2) + dt.timedelta(days=rnd.randrange(0, 70))
