@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
-export PMO_INSTANCE_PATH ?= $(CURDIR)/instance
+INSTANCE ?= $(CURDIR)/instance
 PYTEST_ARGS ?=
 
 .PHONY: run test test-sqlite test-postgres install install-dev serve wheel bench clean
@@ -20,14 +20,14 @@ install-dev: $(BIN)/python
 
 ## run: install, migrate, seed every body and the demo, and serve http://127.0.0.1:5000
 run: install
-	$(BIN)/pmo db upgrade
-	$(BIN)/pmo demo
+	PMO_INSTANCE_PATH=$${PMO_INSTANCE_PATH:-$(INSTANCE)} $(BIN)/pmo db upgrade
+	PMO_INSTANCE_PATH=$${PMO_INSTANCE_PATH:-$(INSTANCE)} $(BIN)/pmo demo
 	@echo ""
 	@echo "デジタルPMO: http://127.0.0.1:5000 を開き、上のデモアカウントでログインしてください。"
-	$(BIN)/pmo serve --host 127.0.0.1 --port 5000
+	PMO_INSTANCE_PATH=$${PMO_INSTANCE_PATH:-$(INSTANCE)} $(BIN)/pmo serve --host 127.0.0.1 --port 5000
 
 serve: install
-	$(BIN)/pmo serve --host 127.0.0.1 --port 5000
+	PMO_INSTANCE_PATH=$${PMO_INSTANCE_PATH:-$(INSTANCE)} $(BIN)/pmo serve --host 127.0.0.1 --port 5000
 
 ## test: the whole suite on SQLite, then on PostgreSQL (PMO_TEST_DATABASE_URL or the local server)
 test: install-dev
@@ -36,13 +36,13 @@ test: install-dev
 
 test-sqlite:
 	@echo "== tests on SQLite =="
-	env -u PMO_TEST_DATABASE_URL $(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
+	env -u PMO_TEST_DATABASE_URL -u PMO_INSTANCE_PATH $(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
 
 test-postgres:
 	@echo "== tests on PostgreSQL =="
 	@$(BIN)/python -c "import sys, sqlalchemy as sa; sa.create_engine(sys.argv[1]).connect().close()" \
 		"$${PMO_TEST_DATABASE_URL:-$(PG_URL)}" || { echo "PostgreSQL is not reachable at $${PMO_TEST_DATABASE_URL:-$(PG_URL)}: start it (.ci/run does)"; exit 1; }
-	PMO_TEST_DATABASE_URL="$${PMO_TEST_DATABASE_URL:-$(PG_URL)}" $(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
+	env -u PMO_INSTANCE_PATH PMO_TEST_DATABASE_URL="$${PMO_TEST_DATABASE_URL:-$(PG_URL)}" $(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
 
 wheel: $(BIN)/python
 	$(BIN)/pip wheel --no-deps -w dist .

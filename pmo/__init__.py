@@ -16,7 +16,8 @@ __version__ = "0.1.0"
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the portal: settings, database, security, blueprints, CLI."""
-    instance_path = os.environ.get("PMO_INSTANCE_PATH") or (config or {}).get("INSTANCE_PATH")
+    # An explicit setting (tests, embedding) wins over the environment.
+    instance_path = (config or {}).get("INSTANCE_PATH") or os.environ.get("PMO_INSTANCE_PATH")
     app = Flask(
         __name__,
         instance_path=str(Path(instance_path).resolve()) if instance_path else None,
