@@ -156,7 +156,12 @@ def authenticate(session: Session, login_id: str, password: str, ip: str, settin
             )
         raise LoginFailed(LOGIN_FAILED_MESSAGE)
     session.add(LoginAttempt(login_id=login_id, ip=ip, success=True, attempted_dt=clock.now()))
-    user.last_login_dt = clock.now()
+    # A plain UPDATE: the login time is not an edit of the account, so it must not bump the row's
+    # version (two logins at once, or an admin editing the account, would otherwise collide).
+    session.execute(
+        update(User).where(User.id == user.id).values(last_login_dt=clock.now()),
+        execution_options={"synchronize_session": False},
+    )
     return user
 
 

@@ -369,3 +369,17 @@ def test_the_portal_hashes_with_argon2_default_costs():
     hasher = PasswordHasher()
     assert hasher.time_cost >= RFC_9106_LOW_MEMORY.time_cost
     assert hasher.memory_cost >= RFC_9106_LOW_MEMORY.memory_cost
+
+
+def test_logging_in_is_not_an_edit_of_the_account(app, make_user, db_session):
+    # Found by bench/load.py: concurrent logins to one account raised StaleDataError (500)
+    # because recording the login time bumped the optimistic-lock version.
+    user = make_user(Role.BODY_STAFF, CITY_A)
+    version = user.version
+    for terminal in (app.test_client(), app.test_client()):
+        response = terminal.post_form("/login", {"login_id": user.login_id, "password": TEST_PASSWORD},
+                                      token_from="/login")
+        assert response.status_code == 302
+    db_session.expire_all()
+    assert db_session.get(type(user), user.id).version == version
+    assert db_session.get(type(user), user.id).last_login_dt is not None
