@@ -24,6 +24,7 @@ from pmo import create_app
 from pmo.accounts.models import Role
 from pmo.cli import upgrade_database
 from pmo.paths import data_dir
+from tests.databases import own_database
 
 CHROMIUM = os.environ.get("PMO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -32,20 +33,6 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 LIVE_PASSWORD = "live-test-password-2015"
-
-
-def _live_database_url(tmp_root: Path) -> str:
-    base = os.environ.get("PMO_TEST_DATABASE_URL")
-    if not base:
-        return f"sqlite:///{tmp_root / 'live.sqlite3'}"
-    url = sa.make_url(base)
-    live_name = f"{url.database}_live"
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{live_name}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{live_name}"'))
-    admin.dispose()
-    return url.set(database=live_name).render_as_string(hide_password=False)
 
 
 class LiveServer:
@@ -78,7 +65,7 @@ class LiveServer:
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     root = tmp_path_factory.mktemp("live")
-    url = _live_database_url(root)
+    url = own_database(root, "live")
     upgrade_database(url)
     app = create_app({"DATABASE_URL": url, "INSTANCE_PATH": str(root / "instance"), "SECRET_KEY": "b" * 64,
                       "LOGIN_MAX_FAILURES_PER_IP": 1000})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 import tarfile
 from pathlib import Path
@@ -15,25 +14,12 @@ from pmo import create_app
 from pmo.cli import upgrade_database
 from pmo.ops import backup as ops
 from pmo.paths import data_dir
-
-
-def _own_database(tmp_path: Path) -> str:
-    base = os.environ.get("PMO_TEST_DATABASE_URL")
-    if not base:
-        return f"sqlite:///{tmp_path / 'ops.sqlite3'}"
-    url = sa.make_url(base)
-    name = f"{url.database}_ops"
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return url.set(database=name).render_as_string(hide_password=False)
+from tests.databases import own_database
 
 
 @pytest.fixture
 def ops_app(tmp_path):
-    url = _own_database(tmp_path)
+    url = own_database(tmp_path, "ops")
     upgrade_database(url)
     app = create_app({"DATABASE_URL": url, "INSTANCE_PATH": str(tmp_path / "instance"), "SECRET_KEY": "k" * 64})
     from pmo.seeding import run_seed

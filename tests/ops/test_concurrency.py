@@ -15,15 +15,14 @@ from pmo.audit import service as audit
 from pmo.audit.models import AuditEntry
 from pmo.cli import upgrade_database
 from pmo.db import Database
-
-from .test_backup import _own_database
+from tests.databases import own_database
 
 THREADS, WRITES = 20, 50
 
 
 @pytest.fixture
 def database(tmp_path):
-    url = _own_database(tmp_path)
+    url = own_database(tmp_path, "ops")
     upgrade_database(url)
     db = Database(url)
     yield db
