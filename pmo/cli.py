@@ -6,13 +6,13 @@ import datetime as dt
 import os
 import secrets
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
+from pmo.config import upload_dir
 from pmo.paths import data_dir
 
 
@@ -106,7 +106,7 @@ def demo(password: str | None) -> None:
     with database().session() as session:
         run_seed(session, data_dir("seed"))
         ctx = DemoContext(seed_dir=data_dir("seed"), password=password, demo_date=demo_date,
-                          upload_dir=Path(current_app.config.get("UPLOAD_DIR") or Path(current_app.instance_path) / "uploads"))
+                          upload_dir=upload_dir(current_app.config, current_app.instance_path))
         run_demo(session, ctx)
         session.commit()
         click.echo("デモアカウント（パスワードは全員共通）:")

@@ -58,12 +58,17 @@ class DefaultConfig:
 
     TRUSTED_PROXIES = 0  # number of reverse proxies in front (ProxyFix x_for)
     REDIS_URL: str | None = None
+    # /metrics answers a Bearer METRICS_TOKEN, or a scraper whose own TCP address (never a forwarded
+    # header) is in METRICS_ALLOW; nobody by default. Never list the reverse proxy's address.
     METRICS_TOKEN: str | None = None
+    METRICS_ALLOW: list[str] = []
     LOG_LEVEL = "INFO"
     ITEMS_PER_PAGE = 50
     DEMO_DATE = "2015-12-15"
 
-    # Information (documents, FAQ, search): uploads under instance/uploads, index under instance/search.
+    # Files and the search index: by default in the instance folder (instance/uploads, instance/search).
+    # With several app servers, point UPLOAD_DIR at shared storage (NFS) mounted on every server, and
+    # SEARCH_INDEX_DIR at storage that the one indexer writes and every server reads (docs/DEPLOYMENT.md).
     UPLOAD_DIR: str | None = None
     DOCUMENT_MAX_MB = 30
     INQUIRY_REPLY_DAYS = 14
@@ -92,6 +97,16 @@ def load_config(app_config: dict[str, Any], instance_path: Path, overrides: Mapp
     if not app_config.get("DATABASE_URL"):
         app_config["DATABASE_URL"] = f"sqlite:///{instance_path / 'pmo.sqlite3'}"
     _check_secret(app_config, instance_path)
+
+
+def upload_dir(app_config: Mapping[str, Any], instance_path: str | Path) -> Path:
+    """Where uploaded files are stored: ``PMO_UPLOAD_DIR``, or ``uploads/`` in the instance folder."""
+    return Path(app_config.get("UPLOAD_DIR") or Path(instance_path) / "uploads")
+
+
+def search_index_dir(app_config: Mapping[str, Any], instance_path: str | Path) -> Path:
+    """Where the embedded search index lives: ``PMO_SEARCH_INDEX_DIR``, or ``search/`` in the instance folder."""
+    return Path(app_config.get("SEARCH_INDEX_DIR") or Path(instance_path) / "search")
 
 
 def _coerce(raw: str, default: Any) -> Any:

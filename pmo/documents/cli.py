@@ -9,6 +9,8 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from pmo.config import upload_dir
+
 
 @click.group("documents")
 def documents_group() -> None:
@@ -47,7 +49,7 @@ def add(path: Path, title: str, field_label: str, ministry_name: str, summary: s
         if ministry is None:
             raise click.ClickException(f"府省「{ministry_name}」が見つかりません。")
         actor = Actor(user_id=0, login_id="cli", role=Role.MINISTRY_OFFICER, ministry_id=ministry.id)
-        store = FileStore(current_app.config.get("UPLOAD_DIR") or Path(current_app.instance_path) / "uploads")
+        store = FileStore(upload_dir(current_app.config, current_app.instance_path))
         try:
             doc = service.create_document(session, actor, service.DocumentInput(title=title, summary=summary, field=field),
                                           service.Upload(path.read_bytes(), path.name), store)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 
 from pmo.accounts.permissions import Permission, can
+from pmo.config import upload_dir
 from pmo.core.clock import JST
 from pmo.core.errors import Conflict, NotFound, PermissionDenied, Problem, ValidationFailed
 from pmo.core.files import content_disposition
@@ -33,7 +33,7 @@ bp = Blueprint("documents", __name__, url_prefix="/documents")
 
 
 def store() -> FileStore:
-    return FileStore(current_app.config.get("UPLOAD_DIR") or Path(current_app.instance_path) / "uploads")
+    return FileStore(upload_dir(current_app.config, current_app.instance_path))
 
 
 def _max_bytes() -> int:

@@ -10,12 +10,13 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from pmo import __version__
+from pmo.config import upload_dir
 from pmo.core import clock
 from pmo.ops import backup as ops
 
 
 def _uploads() -> Path:
-    return Path(current_app.instance_path) / "uploads"
+    return upload_dir(current_app.config, current_app.instance_path)
 
 
 def _record(ok: bool, detail: str, path: str | None = None) -> None:

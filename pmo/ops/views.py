@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import shutil
 import time
 from collections import defaultdict
@@ -12,6 +13,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from sqlalchemy import text
 
+from pmo.config import upload_dir
 from pmo.core import clock
 from pmo.web.auth import public
 
@@ -65,8 +67,9 @@ def healthz() -> Any:
     from pmo.settings.service import get_setting
 
     checks: dict[str, Any] = {"database": "ok" if _check_database() else "error"}
-    free = shutil.disk_usage(Path(current_app.instance_path)).free
-    checks["disk"] = "ok" if free > 1 << 30 else "low"
+    folders = {Path(current_app.instance_path), upload_dir(current_app.config, current_app.instance_path)}
+    free = min(shutil.disk_usage(folder).free for folder in folders if folder.exists())
+    checks["disk"] = "ok" if free > 1 << 30 else "low"  # the instance folder and the (shared) uploads
     status_fn = current_app.extensions.get("pmo_search_status")
     checks["search_index"] = status_fn() if status_fn else "not_configured"
     try:
@@ -80,16 +83,36 @@ def healthz() -> Any:
     return response
 
 
+def peer_address() -> str:
+    """The address of the TCP peer itself: before ProxyFix rewrote it from X-Forwarded-For."""
+    original = request.environ.get("werkzeug.proxy_fix.orig") or {}
+    return str(original.get("REMOTE_ADDR") or request.environ.get("REMOTE_ADDR") or "")
+
+
+def _may_scrape() -> bool:
+    """A Bearer PMO_METRICS_TOKEN, or a peer listed in PMO_METRICS_ALLOW.
+
+    Behind a reverse proxy every request arrives from the proxy (often loopback), so a peer address
+    is only trusted when explicitly listed, and a forwarded header never counts.
+    """
+    token = current_app.config.get("METRICS_TOKEN") or ""
+    given = request.headers.get("Authorization", "")
+    if token and given.startswith("Bearer ") and hmac.compare_digest(given[7:].strip().encode(), token.encode()):
+        return True
+    allowed = current_app.config.get("METRICS_ALLOW") or []
+    if isinstance(allowed, str):
+        allowed = [part for part in allowed.split(",") if part.strip()]
+    return peer_address() in {address.strip() for address in allowed}
+
+
 @bp.route("/metrics")
 @public
 def metrics() -> Any:
     """Per-process request counters and latency histograms (Prometheus text format).
 
-    Reachable from the loopback address, or with the bearer token PMO_METRICS_TOKEN.
+    Only for the scraper: a Bearer token (PMO_METRICS_TOKEN) or an allowlisted peer (PMO_METRICS_ALLOW).
     """
-    token = current_app.config.get("METRICS_TOKEN")
-    given = request.headers.get("Authorization", "")
-    if not (request.remote_addr in ("127.0.0.1", "::1") or (token and given == f"Bearer {token}")):
+    if not _may_scrape():
         return Response("forbidden\n", status=403, mimetype="text/plain")
     lines = [
         "# HELP pmo_http_requests_total HTTP requests by endpoint, method and status.",

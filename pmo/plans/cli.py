@@ -9,6 +9,8 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from pmo.config import upload_dir
+
 
 def _actor(session, login_id: str | None):  # type: ignore[no-untyped-def]
     """Act as the named user (their scope applies), or as a national officer at the console."""
@@ -47,7 +49,7 @@ def import_command(file: Path, login_id: str | None) -> None:
     from pmo.plans.models import ImportStatus
 
     data = file.read_bytes()
-    storage = Path(current_app.instance_path) / "uploads"
+    storage = upload_dir(current_app.config, current_app.instance_path)
     with _db().session() as session:
         actor = _actor(session, login_id)
         try:

@@ -22,6 +22,7 @@ from flask import (
 from flask_login import current_user
 
 from pmo.accounts.permissions import Permission, can
+from pmo.config import upload_dir
 from pmo.core import clock
 from pmo.core.dates import DateInputError, format_partial, parse_date_input
 from pmo.core.errors import ValidationFailed
@@ -39,7 +40,7 @@ FORMATS = {"xlsx": ("xlsx", "application/vnd.openxmlformats-officedocument.sprea
 
 
 def _storage() -> Path:
-    return Path(current_app.instance_path) / "uploads"
+    return upload_dir(current_app.config, current_app.instance_path)
 
 
 def _parse_as_of(text: str | None) -> tuple[dt.date | None, str | None]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
@@ -12,6 +11,7 @@ from wtforms import StringField, TextAreaField
 from wtforms.validators import Length
 
 from pmo.accounts.permissions import Permission, can
+from pmo.config import upload_dir
 from pmo.core.errors import NotFound, ValidationFailed
 from pmo.db import get_session
 from pmo.documents.storage import FileStore
@@ -31,7 +31,7 @@ class DatasetForm(FlaskForm):
 
 
 def _store() -> FileStore:
-    return FileStore(current_app.config.get("UPLOAD_DIR") or Path(current_app.instance_path) / "uploads")
+    return FileStore(upload_dir(current_app.config, current_app.instance_path))
 
 
 def _filter() -> service.ProcedureFilter:

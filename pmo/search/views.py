@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, g, jsonify, render_template, request
@@ -12,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from pmo.accounts.permissions import Permission
 from pmo.api.openapi import document, query_param
+from pmo.config import search_index_dir
 from pmo.db import get_session
 from pmo.documents.models import FIELD_LABELS
 from pmo.search import indexer, service
@@ -29,7 +29,7 @@ def backend(app: Flask | None = None) -> Any:
     if found is None:
         from pmo.search.engine import WhooshBackend
 
-        root = app.config.get("SEARCH_INDEX_DIR") or str(Path(app.instance_path) / "search")
+        root = str(search_index_dir(app.config, app.instance_path))
         found = WhooshBackend(root, lock_timeout=float(app.config.get("SEARCH_LOCK_TIMEOUT", 1.0)))
         app.extensions["pmo_search"] = found
     return found
