@@ -221,6 +221,8 @@ def serve(host: str, port: int, workers: int, threads: int, debug: bool) -> None
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("accesslog", "-")
             self.cfg.set("timeout", 120)
+            if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 25.1: one fixed path per user
+                self.cfg.set("control_socket_disable", True)  # would clash between two portals on one host
 
         def load(self) -> Flask:
             return _app_factory()

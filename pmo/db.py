@@ -70,14 +70,39 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write_intent.get() else "BEGIN")
+        immediate = write_intent.get()
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        conn.info["pmo_immediate"] = immediate
+
+
+def _write_after_reading(session: Session, _context: Any, _instances: Any) -> None:
+    """On SQLite, let a read transaction (a GET) that now writes queue like any writer.
+
+    A GET begins with a plain BEGIN; a write after its reads (the session's last_seen, a download's
+    read mark, an audit entry) would upgrade the read lock, and SQLite refuses that at once with
+    "database is locked" when another process committed since the reads began (no busy wait can
+    help a stale snapshot). So before the first flush the read-only transaction is ended and a
+    ``BEGIN IMMEDIATE`` one started, which waits on the busy timeout. Only for sessions on the
+    engine itself: tests bound to an outer transaction keep it.
+    """
+    if not (session.new or session.dirty or session.deleted) or not isinstance(session.bind, Engine):
+        return
+    conn = session.connection()
+    if conn.dialect.name != "sqlite" or conn.info.get("pmo_immediate", True):
+        return
+    conn.exec_driver_sql("COMMIT")  # nothing was written in it: only reads end here
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    conn.info["pmo_immediate"] = True
 
 
 def make_session_factory(bind: Engine | Connection) -> sessionmaker[Session]:
     """Return the session factory; a Connection bind joins its transaction through savepoints (tests)."""
     if isinstance(bind, Connection):
         return sessionmaker(bind=bind, expire_on_commit=False, join_transaction_mode="create_savepoint")
-    return sessionmaker(bind=bind, expire_on_commit=False)
+    factory = sessionmaker(bind=bind, expire_on_commit=False)
+    if bind.dialect.name == "sqlite":
+        event.listen(factory, "before_flush", _write_after_reading)
+    return factory
 
 
 class Database:

@@ -63,14 +63,52 @@ def query(words: tuple[str, ...], as_json: bool, kind: str | None) -> None:
 
 @search_group.command("index")
 @click.option("--retries", default=5, show_default=True, help="索引が他の処理に使われているときの再試行回数")
+@click.option("--watch", type=click.FloatRange(min=0.1), default=None, metavar="SECONDS",
+              help="終了せず、この秒数ごとにキューを反映し続ける（複数台構成でただ1つ動かす索引担当プロセス）")
 @with_appcontext
-def index(retries: int) -> None:
+def index(retries: int, watch: float | None) -> None:
     """キューに溜まった更新を索引に反映する。"""
+    if watch is not None:
+        _watch(watch, retries)
+        return
     with _db().session() as session:
         report = indexer.drain(session, _backend(), retries=retries)
     if report.busy:
         raise click.ClickException("検索索引を他の処理が更新中です。しばらくしてから再実行してください。")
     click.echo(f"反映 {report.indexed}件、削除 {report.deleted}件（キュー {report.rows}行）")
+
+
+def _watch(interval: float, retries: int) -> None:
+    """The deployment's one indexer: drain the queue every ``interval`` seconds until SIGTERM/SIGINT.
+
+    The app servers then run with PMO_SEARCH_INDEX_AFTER_COMMIT=false, so this process is the only
+    writer of the index (Whoosh allows one); a second ``--watch`` refuses to start.
+    """
+    import logging
+    import signal
+    import threading
+
+    log = logging.getLogger("pmo.search.indexer")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    backend = _backend()
+    try:
+        with indexer.single_indexer(_db().engine, backend.index_root):
+            click.echo(f"索引担当プロセスを開始しました（{interval:g}秒ごと）。", err=True)
+            while not stop.is_set():
+                try:
+                    with _db().session() as session:
+                        report = indexer.drain(session, backend, retries=retries)
+                    if report.rows:
+                        log.info("search index: %d indexed, %d deleted (%d queue rows)",
+                                 report.indexed, report.deleted, report.rows)
+                except Exception:  # the database or the index may come back: keep the process alive
+                    log.exception("search indexing failed; retrying")
+                stop.wait(interval)
+    except indexer.IndexerRunning as exc:
+        raise click.ClickException("別の索引担当プロセスが既に動いています（索引の書き込みは1プロセスだけです）。") from exc
+    click.echo("索引担当プロセスを終了しました。", err=True)
 
 
 @search_group.command("rebuild")

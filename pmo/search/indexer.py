@@ -7,13 +7,15 @@ them queued for the next run.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session
 
 from pmo.core import clock
@@ -126,3 +128,43 @@ def rebuild(session: Session, backend: Any) -> Any:
     session.commit()  # also keeps indexed_dt written by the loaders
     drain(session, backend)
     return report
+
+
+INDEXER_LOCK_KEY = 0x706D6F5F696478  # "pmo_idx": the PostgreSQL advisory lock of the one indexer
+
+
+class IndexerRunning(RuntimeError):
+    """Another indexer process already holds the indexer lock."""
+
+
+@contextlib.contextmanager
+def single_indexer(engine: Engine, index_root: Any) -> Iterator[None]:
+    """Hold the lock that makes this process the only indexer of the deployment.
+
+    On PostgreSQL an advisory lock on a dedicated connection (released when the process dies, on any
+    machine); on SQLite, where every process is on one machine, an flock beside the index.
+    """
+    from pathlib import Path
+
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            if not conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": INDEXER_LOCK_KEY}).scalar():
+                raise IndexerRunning("another indexer holds the advisory lock")
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": INDEXER_LOCK_KEY})
+                conn.commit()
+        return
+    root = Path(index_root)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".indexer.lock", "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise IndexerRunning("another indexer holds the lock file") from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
