@@ -57,7 +57,9 @@ class DefaultConfig:
     MAX_FORM_PARTS = 2000
 
     TRUSTED_PROXIES = 0  # number of reverse proxies in front (ProxyFix x_for)
-    REDIS_URL: str | None = None
+    REDIS_URL: str | None = None  # shared /metrics counters of all workers (pmo.ops.metrics)
+    REDIS_PREFIX = "pmo:"  # key prefix, for a Redis shared with other services
+    METRICS_INSTANCE: str | None = None  # the Redis counters' machine name; default the host name
     # /metrics answers a Bearer METRICS_TOKEN, or a scraper whose own TCP address (never a forwarded
     # header) is in METRICS_ALLOW; nobody by default. Never list the reverse proxy's address.
     METRICS_TOKEN: str | None = None

@@ -5,9 +5,7 @@ from __future__ import annotations
 import hmac
 import shutil
 import time
-from collections import defaultdict
 from pathlib import Path
-from threading import Lock
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
@@ -19,14 +17,13 @@ from pmo.web.auth import public
 
 bp = Blueprint("ops", __name__)
 
-BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-_lock = Lock()
-_requests: dict[tuple[str, str, int], int] = defaultdict(int)
-_durations: dict[str, list[int]] = defaultdict(lambda: [0] * (len(BUCKETS) + 1))
-_duration_sum: dict[str, float] = defaultdict(float)
-
 
 def init_app(app: Flask) -> None:
+    from pmo.ops.metrics import make_counters
+
+    counters = make_counters(app.config)
+    app.extensions["pmo_metrics"] = counters
+
     @app.before_request
     def _start_timer() -> None:
         g.started = time.perf_counter()
@@ -34,18 +31,9 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def _count(response: Response) -> Response:
         started = g.get("started")
-        if started is None:
-            return response
-        elapsed = time.perf_counter() - started
-        endpoint = request.endpoint or "unknown"
-        with _lock:
-            _requests[(endpoint, request.method, response.status_code)] += 1
-            buckets = _durations[endpoint]
-            for i, bound in enumerate(BUCKETS):
-                if elapsed <= bound:
-                    buckets[i] += 1
-            buckets[-1] += 1
-            _duration_sum[endpoint] += elapsed
+        if started is not None:
+            counters.record(request.endpoint or "unknown", request.method, response.status_code,
+                            time.perf_counter() - started)
         return response
 
 
@@ -108,27 +96,13 @@ def _may_scrape() -> bool:
 @bp.route("/metrics")
 @public
 def metrics() -> Any:
-    """Per-process request counters and latency histograms (Prometheus text format).
+    """Request counters and latency histograms (Prometheus text format; see pmo.ops.metrics).
 
     Only for the scraper: a Bearer token (PMO_METRICS_TOKEN) or an allowlisted peer (PMO_METRICS_ALLOW).
     """
     if not _may_scrape():
         return Response("forbidden\n", status=403, mimetype="text/plain")
-    lines = [
-        "# HELP pmo_http_requests_total HTTP requests by endpoint, method and status.",
-        "# TYPE pmo_http_requests_total counter",
-    ]
-    with _lock:
-        for (endpoint, method, status), count in sorted(_requests.items()):
-            lines.append(f'pmo_http_requests_total{{endpoint="{endpoint}",method="{method}",status="{status}"}} {count}')
-        lines += [
-            "# HELP pmo_http_request_duration_seconds Request latency by endpoint.",
-            "# TYPE pmo_http_request_duration_seconds histogram",
-        ]
-        for endpoint, buckets in sorted(_durations.items()):
-            for bound, count in zip(BUCKETS, buckets):
-                lines.append(f'pmo_http_request_duration_seconds_bucket{{endpoint="{endpoint}",le="{bound}"}} {count}')
-            lines.append(f'pmo_http_request_duration_seconds_bucket{{endpoint="{endpoint}",le="+Inf"}} {buckets[-1]}')
-            lines.append(f'pmo_http_request_duration_seconds_sum{{endpoint="{endpoint}"}} {_duration_sum[endpoint]:.6f}')
-            lines.append(f'pmo_http_request_duration_seconds_count{{endpoint="{endpoint}"}} {buckets[-1]}')
-    return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+    from pmo.ops.metrics import render
+
+    counters = current_app.extensions["pmo_metrics"]
+    return Response(render(counters.snapshot(), counters.shared), mimetype="text/plain; version=0.0.4")

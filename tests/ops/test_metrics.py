@@ -6,6 +6,10 @@ local proves nothing; and X-Forwarded-For is the client's claim, so it never ope
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
+
 import pytest
 
 from pmo import create_app
@@ -75,3 +79,55 @@ def test_the_allowlist_reads_a_comma_separated_environment_value(portal, monkeyp
     assert app.config["METRICS_ALLOW"] == [SCRAPER, "192.0.2.1"]
     assert _get(app, "192.0.2.1").status_code == 200
     assert _get(app, PROXY).status_code == 403
+
+
+REDIS_URL = os.environ.get("PMO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def redis_prefix():
+    """A key prefix of this test's own in the shared Redis; its keys are deleted afterwards."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    prefix = f"pmo-test-{secrets.token_hex(4)}:"
+    yield prefix
+    for key in client.scan_iter(f"{prefix}*"):
+        client.delete(key)
+    client.close()
+
+
+def test_with_redis_one_scrape_counts_the_requests_of_every_worker(portal, redis_prefix):
+    settings = {"METRICS_TOKEN": TOKEN, "REDIS_URL": REDIS_URL, "REDIS_PREFIX": redis_prefix,
+                "METRICS_INSTANCE": "app1"}
+    worker_1, worker_2 = portal(**settings), portal(**settings)  # two gunicorn workers of one machine
+    for _ in range(3):
+        worker_1.test_client().get("/login", environ_base={"REMOTE_ADDR": PROXY})
+    worker_2.test_client().get("/login", environ_base={"REMOTE_ADDR": PROXY})
+    text = _get(worker_2, PROXY, {"Authorization": f"Bearer {TOKEN}"}).get_data(as_text=True)
+    assert "pmo_metrics_shared 1" in text
+    assert 'pmo_http_requests_total{endpoint="accounts.login",method="GET",status="200"} 4' in text
+    assert 'pmo_http_request_duration_seconds_count{endpoint="accounts.login"} 4' in text
+    # Another machine keeps its own counters (Prometheus scrapes each machine).
+    other = portal(**{**settings, "METRICS_INSTANCE": "app2"})
+    assert 'endpoint="accounts.login"' not in _get(other, PROXY, {"Authorization": f"Bearer {TOKEN}"}).get_data(
+        as_text=True)
+
+
+def test_without_redis_each_process_counts_for_itself(portal):
+    worker_1, worker_2 = portal(METRICS_TOKEN=TOKEN), portal(METRICS_TOKEN=TOKEN)
+    worker_1.test_client().get("/login", environ_base={"REMOTE_ADDR": PROXY})
+    text = _get(worker_2, PROXY, {"Authorization": f"Bearer {TOKEN}"}).get_data(as_text=True)
+    assert "pmo_metrics_shared 0" in text
+    assert 'endpoint="accounts.login"' not in text
+
+
+def test_an_unreachable_redis_costs_no_request(portal, caplog):
+    with socket.socket() as sock:  # a port where nothing listens
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    app = portal(METRICS_TOKEN=TOKEN, REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    assert app.test_client().get("/login", environ_base={"REMOTE_ADDR": PROXY}).status_code == 200
+    text = _get(app, PROXY, {"Authorization": f"Bearer {TOKEN}"}).get_data(as_text=True)
+    assert 'pmo_http_requests_total{endpoint="accounts.login",method="GET",status="200"} 1' in text
+    assert any("Redis unreachable" in record.getMessage() for record in caplog.records)

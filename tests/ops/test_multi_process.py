@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+import redis
 import sqlalchemy as sa
 
 from pmo import create_app
@@ -41,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "multi-machine-password-2015"
 METRICS_TOKEN = secrets.token_hex(20)
 START_TIMEOUT = 90
+REDIS_URL = os.environ.get("PMO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def _free_port() -> int:
@@ -211,16 +213,20 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         "PMO_SEARCH_INDEX_DIR": str(shared / "search"),
         "PMO_SEARCH_INDEX_AFTER_COMMIT": "false",  # the app servers never write the index
         "PMO_METRICS_TOKEN": METRICS_TOKEN,
+        "PMO_REDIS_URL": REDIS_URL,  # the /metrics counters of each machine's workers
+        "PMO_REDIS_PREFIX": f"pmo-test-{secrets.token_hex(4)}:",
         "PMO_LOG_LEVEL": "INFO",
     })
     processes: list[subprocess.Popen[bytes]] = []
     logs: list[Path] = []
     try:
-        for name, instance, port in zip(("a", "b"), instances, ports):
+        for name, instance, port, workers in zip(("a", "b"), instances, ports, ("2", "1")):
             log = root / f"server-{name}.log"
             logs.append(log)
-            processes.append(_start(["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                                     "--threads", "4"], {**env, "PMO_INSTANCE_PATH": str(instance)}, log))
+            processes.append(_start(["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", workers,
+                                     "--threads", "4"],
+                                    {**env, "PMO_INSTANCE_PATH": str(instance), "PMO_METRICS_INSTANCE": f"machine-{name}"},
+                                    log))
         indexer_log = root / "indexer.log"
         logs.append(indexer_log)
         processes.append(_start(["search", "index", "--watch", "0.3"],
@@ -231,6 +237,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     finally:
         for process in processes:
             _stop(process)
+        client = redis.Redis.from_url(REDIS_URL)
+        for key in client.scan_iter(f"{env['PMO_REDIS_PREFIX']}*"):
+            client.delete(key)
+        client.close()
 
 
 def test_a_session_opened_on_one_server_works_on_the_other_and_a_logout_ends_it_on_both(cluster):
@@ -312,9 +322,26 @@ def test_only_one_indexer_can_run(cluster, tmp_path):
     assert "別の索引担当プロセスが既に動いています" in second.stderr.decode()
 
 
-def test_metrics_answer_the_token_only(cluster):
-    a, _ = cluster.ports
+def _login_page_count(text: str) -> int:
+    found = re.search(r'pmo_http_requests_total\{endpoint="accounts.login",method="GET",status="200"\} (\d+)', text)
+    return int(found.group(1)) if found else 0
+
+
+def test_metrics_answer_the_token_only_and_count_every_worker_of_a_machine(cluster):
+    a, b = cluster.ports
     assert Visitor().get(a, "/metrics").status == 403  # loopback, yet refused
-    scraped = Visitor().request(a, "GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
-    assert scraped.status == 200
-    assert 'pmo_http_requests_total{endpoint="ops.healthz",method="GET",status="200"}' in scraped.text
+
+    def scrape(port: int) -> str:
+        response = Visitor().request(port, "GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        assert response.status == 200
+        return response.text
+
+    before_a, before_b = _login_page_count(scrape(a)), _login_page_count(scrape(b))
+    for _ in range(6):  # machine A runs two gunicorn workers; these land on either
+        assert Visitor().get(a, "/login").status == 200
+    Visitor().get(b, "/login")
+    for _ in range(4):  # whichever worker answers the scrape, it reports both workers' requests
+        text = scrape(a)
+        assert "pmo_metrics_shared 1" in text
+        assert _login_page_count(text) == before_a + 6
+    assert _login_page_count(scrape(b)) == before_b + 1  # machine B keeps its own counters
