@@ -102,8 +102,9 @@ class Visitor:
         assert match, f"no CSRF token on {path}"
         return match.group(1)
 
-    def post_form(self, port: int, path: str, data: dict[str, str], token_from: str) -> Response:
-        form = {**data, "csrf_token": self.csrf_token(port, token_from)}
+    def post_form(self, port: int, path: str, data: dict[str, str], token_from: str,
+                  token_port: int | None = None) -> Response:
+        form = {**data, "csrf_token": self.csrf_token(token_port or port, token_from)}
         return self.request(port, "POST", path, urlencode(form).encode(),
                             {"Content-Type": "application/x-www-form-urlencoded"})
 
@@ -251,8 +252,9 @@ def test_a_session_opened_on_one_server_works_on_the_other_and_a_logout_ends_it_
     on_b = visitor.get(b, "/account")
     assert on_b.status == 200 and cluster.staff in on_b.text
     copied = dict(visitor.cookies)  # an attacker's copy of the cookie, to replay after logout
-    # Logging out through B ends the session on A as well (the session is a database row, not the cookie).
-    assert visitor.post_form(b, "/logout", {}, "/account").status == 302
+    # Logging out through B, with the form loaded from A, ends the session on A as well (the session
+    # is a database row, not the cookie).
+    assert visitor.post_form(b, "/logout", {}, "/account", token_port=a).status == 302
     thief = Visitor(cookies=copied)
     for port in (a, b):
         response = thief.get(port, "/account")
