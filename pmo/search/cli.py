@@ -94,11 +94,15 @@ def _watch(interval: float, retries: int) -> None:
         signal.signal(sig, lambda *_: stop.set())
     backend = _backend()
     try:
-        with indexer.single_indexer(_db().engine, backend.index_root):
+        with indexer.single_indexer(_db().engine, backend.index_root) as held:
             click.echo(f"索引担当プロセスを開始しました（{interval:g}秒ごと）。", err=True)
             while not stop.is_set():
+                if not held():  # exit; the service manager starts it again and it takes the lock anew
+                    raise click.ClickException("索引担当のロックを失いました（データベースの再起動など）。終了します。")
                 try:
                     with _db().session() as session:
+                        if backend.status().get("state") == "missing":  # first start, or deleted
+                            indexer.rebuild(session, backend)
                         report = indexer.drain(session, backend, retries=retries)
                     if report.rows:
                         log.info("search index: %d indexed, %d deleted (%d queue rows)",

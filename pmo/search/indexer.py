@@ -11,7 +11,7 @@ import contextlib
 import fcntl
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,11 +138,12 @@ class IndexerRunning(RuntimeError):
 
 
 @contextlib.contextmanager
-def single_indexer(engine: Engine, index_root: Any) -> Iterator[None]:
+def single_indexer(engine: Engine, index_root: Any) -> Iterator[Callable[[], bool]]:
     """Hold the lock that makes this process the only indexer of the deployment.
 
     On PostgreSQL an advisory lock on a dedicated connection (released when the process dies, on any
-    machine); on SQLite, where every process is on one machine, an flock beside the index.
+    machine); on SQLite, where every process is on one machine, an flock beside the index. Yields a
+    check that the lock is still held: a PostgreSQL restart ends the session and with it the lock.
     """
     from pathlib import Path
 
@@ -151,11 +152,22 @@ def single_indexer(engine: Engine, index_root: Any) -> Iterator[None]:
             if not conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": INDEXER_LOCK_KEY}).scalar():
                 raise IndexerRunning("another indexer holds the advisory lock")
             conn.commit()
+
+            def held() -> bool:
+                try:
+                    alive = conn.execute(text("SELECT 1")).scalar() == 1
+                    conn.commit()
+                    return alive
+                except Exception:  # noqa: BLE001 - a lost connection has lost the lock too
+                    log.exception("search indexer: the connection holding the indexer lock is gone")
+                    return False
+
             try:
-                yield
+                yield held
             finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": INDEXER_LOCK_KEY})
-                conn.commit()
+                with contextlib.suppress(Exception):
+                    conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": INDEXER_LOCK_KEY})
+                    conn.commit()
         return
     root = Path(index_root)
     root.mkdir(parents=True, exist_ok=True)
@@ -165,6 +177,6 @@ def single_indexer(engine: Engine, index_root: Any) -> Iterator[None]:
         except BlockingIOError as exc:
             raise IndexerRunning("another indexer holds the lock file") from exc
         try:
-            yield
+            yield lambda: True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)

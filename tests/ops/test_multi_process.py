@@ -9,6 +9,7 @@ share one SQLite file, which is what ``pmo serve --workers 2`` does on a single 
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import secrets
@@ -242,6 +243,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         for key in client.scan_iter(f"{env['PMO_REDIS_PREFIX']}*"):
             client.delete(key)
         client.close()
+
+
+def test_the_indexer_builds_the_missing_index_at_start_and_every_server_reports_it(cluster):
+    deadline = time.monotonic() + 30
+    for port in cluster.ports:
+        while True:
+            health = json.loads(Visitor().get(port, "/healthz").body)
+            if health["checks"]["search_index"] == "ok":
+                break
+            assert time.monotonic() < deadline, f"{health}\n{cluster.log_tail()}"
+            time.sleep(0.3)
+        assert health["status"] == "ok" and health["checks"]["database"] == "ok"
 
 
 def test_a_session_opened_on_one_server_works_on_the_other_and_a_logout_ends_it_on_both(cluster):
