@@ -87,6 +87,8 @@ def _write_after_reading(session: Session, _context: Any, _instances: Any) -> No
     """
     if not (session.new or session.dirty or session.deleted) or not isinstance(session.bind, Engine):
         return
+    if session.in_nested_transaction():  # a COMMIT would end its savepoint too
+        return
     conn = session.connection()
     if conn.dialect.name != "sqlite" or conn.info.get("pmo_immediate", True):
         return
