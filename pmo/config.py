@@ -60,6 +60,7 @@ class DefaultConfig:
     REDIS_URL: str | None = None  # shared /metrics counters of all workers (pmo.ops.metrics)
     REDIS_PREFIX = "pmo:"  # key prefix, for a Redis shared with other services
     METRICS_INSTANCE: str | None = None  # the Redis counters' machine name; default the host name
+    METRICS_FLUSH_SECONDS = 1  # how often each worker sends its counts to Redis
     # /metrics answers a Bearer METRICS_TOKEN, or a scraper whose own TCP address (never a forwarded
     # header) is in METRICS_ALLOW; nobody by default. Never list the reverse proxy's address.
     METRICS_TOKEN: str | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import time
 
 import pytest
 
@@ -99,15 +100,21 @@ def redis_prefix():
 
 def test_with_redis_one_scrape_counts_the_requests_of_every_worker(portal, redis_prefix):
     settings = {"METRICS_TOKEN": TOKEN, "REDIS_URL": REDIS_URL, "REDIS_PREFIX": redis_prefix,
-                "METRICS_INSTANCE": "app1"}
+                "METRICS_INSTANCE": "app1", "METRICS_FLUSH_SECONDS": 0.05}
     worker_1, worker_2 = portal(**settings), portal(**settings)  # two gunicorn workers of one machine
     for _ in range(3):
         worker_1.test_client().get("/login", environ_base={"REMOTE_ADDR": PROXY})
     worker_2.test_client().get("/login", environ_base={"REMOTE_ADDR": PROXY})
-    text = _get(worker_2, PROXY, {"Authorization": f"Bearer {TOKEN}"}).get_data(as_text=True)
+    deadline = time.monotonic() + 5  # worker 1 sends its counts in the background
+    while True:
+        text = _get(worker_2, PROXY, {"Authorization": f"Bearer {TOKEN}"}).get_data(as_text=True)
+        if 'pmo_http_requests_total{endpoint="accounts.login",method="GET",status="200"} 4' in text:
+            break
+        assert time.monotonic() < deadline, text
+        time.sleep(0.05)
     assert "pmo_metrics_shared 1" in text
-    assert 'pmo_http_requests_total{endpoint="accounts.login",method="GET",status="200"} 4' in text
     assert 'pmo_http_request_duration_seconds_count{endpoint="accounts.login"} 4' in text
+    assert 'pmo_http_request_duration_seconds_bucket{endpoint="accounts.login",le="+Inf"} 4' in text
     # Another machine keeps its own counters (Prometheus scrapes each machine).
     other = portal(**{**settings, "METRICS_INSTANCE": "app2"})
     assert 'endpoint="accounts.login"' not in _get(other, PROXY, {"Authorization": f"Bearer {TOKEN}"}).get_data(
@@ -122,7 +129,7 @@ def test_without_redis_each_process_counts_for_itself(portal):
     assert 'endpoint="accounts.login"' not in text
 
 
-def test_an_unreachable_redis_costs_no_request(portal, caplog):
+def test_an_unreachable_redis_costs_no_request_and_no_count(portal, caplog):
     with socket.socket() as sock:  # a port where nothing listens
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -131,3 +138,17 @@ def test_an_unreachable_redis_costs_no_request(portal, caplog):
     text = _get(app, PROXY, {"Authorization": f"Bearer {TOKEN}"}).get_data(as_text=True)
     assert 'pmo_http_requests_total{endpoint="accounts.login",method="GET",status="200"} 1' in text
     assert any("Redis unreachable" in record.getMessage() for record in caplog.records)
+
+
+def test_a_hanging_redis_does_not_slow_requests(portal):
+    # Redis that accepts connections and never answers: each call to it waits for its 0.5 s timeout.
+    with socket.socket() as hanging:
+        hanging.bind(("127.0.0.1", 0))
+        hanging.listen(64)
+        app = portal(METRICS_TOKEN=TOKEN, REDIS_URL=f"redis://127.0.0.1:{hanging.getsockname()[1]}/0",
+                     METRICS_FLUSH_SECONDS=0.05)
+        client = app.test_client()
+        started = time.monotonic()
+        for _ in range(5):
+            assert client.get("/login", environ_base={"REMOTE_ADDR": PROXY}).status_code == 200
+        assert time.monotonic() - started < 2.5  # waiting for Redis in the request would take 5 × 0.5 s

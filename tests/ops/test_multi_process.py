@@ -218,6 +218,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         "PMO_METRICS_TOKEN": METRICS_TOKEN,
         "PMO_REDIS_URL": REDIS_URL,  # the /metrics counters of each machine's workers
         "PMO_REDIS_PREFIX": f"pmo-test-{secrets.token_hex(4)}:",
+        "PMO_METRICS_FLUSH_SECONDS": "0.2",
         "PMO_LOG_LEVEL": "INFO",
     })
     processes: list[subprocess.Popen[bytes]] = []
@@ -356,8 +357,15 @@ def test_metrics_answer_the_token_only_and_count_every_worker_of_a_machine(clust
     for _ in range(6):  # machine A runs two gunicorn workers; these land on either
         assert Visitor().get(a, "/login").status == 200
     Visitor().get(b, "/login")
+    deadline = time.monotonic() + 15  # each worker sends its counts every PMO_METRICS_FLUSH_SECONDS
+    while _login_page_count(scrape(a)) < before_a + 6:
+        assert time.monotonic() < deadline, cluster.log_tail()
+        time.sleep(0.2)
     for _ in range(4):  # whichever worker answers the scrape, it reports both workers' requests
         text = scrape(a)
         assert "pmo_metrics_shared 1" in text
         assert _login_page_count(text) == before_a + 6
+    while _login_page_count(scrape(b)) < before_b + 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
     assert _login_page_count(scrape(b)) == before_b + 1  # machine B keeps its own counters
