@@ -171,13 +171,16 @@ class PostgresBackend:
         where, params = self._where(query, parts)
         score = self._score(parts, params)
         t = self.table
-        facet_sets = "(kind), (field), (ministry), (fiscal_year), ()" if query.facets else "()"
+        if query.facets:
+            counts = ("SELECT kind, field, ministry, fiscal_year, GROUPING(kind, field, ministry, fiscal_year) AS g, "
+                      "count(*) AS n FROM m GROUP BY GROUPING SETS ((kind), (field), (ministry), (fiscal_year), ())")
+        else:
+            counts = "SELECT NULL AS kind, NULL AS field, NULL AS ministry, NULL AS fiscal_year, 15 AS g, count(*) AS n FROM m"
         params.update(per_page=out.per_page, offset=(out.page - 1) * out.per_page)
         rows = session.execute(text(
             f"WITH m AS MATERIALIZED (SELECT key, kind, field, ministry, fiscal_year, {score} AS score "
             f"FROM {t} WHERE {where}), "
-            f"f AS (SELECT kind, field, ministry, fiscal_year, GROUPING(kind, field, ministry, fiscal_year) AS g, "
-            f"count(*) AS n FROM m GROUP BY GROUPING SETS ({facet_sets})), "
+            f"f AS ({counts}), "
             # A page past the end shows the last page, as with Whoosh.
             "p AS (SELECT key, score FROM m ORDER BY score DESC, key LIMIT :per_page "
             "OFFSET least(:offset, greatest((SELECT count(*) FROM m) - 1, 0) / :per_page * :per_page)) "

@@ -328,6 +328,13 @@ def test_facet_filters_narrow_hits_and_counts(built):
     assert keys(search(built, "の", fiscal_year=2015)) == {"document:3", "document:4"}
 
 
+def test_results_without_facets_are_the_same_hits(built):
+    with_facets = search(built, "の")
+    without = search(built, "の", facets=False)
+    assert without.facets == {} and with_facets.facets
+    assert (without.total, [h.key for h in without.hits]) == (with_facets.total, [h.key for h in with_facets.hits])
+
+
 def test_pagination_covers_every_hit_once(backends):
     backend = backends.new([doc(n, f"資料{n}", "共通の本文") for n in range(1, 26)])
     pages = [backend.search(SearchQuery("共通", PUBLIC, page=p, per_page=10)) for p in (1, 2, 3)]
