@@ -10,12 +10,16 @@ Kangxi radicals), then indexed by:
               count, scoping, snippets and facets (what the portal gets);
 - whoosh-nf   the same without facets;
 - fts5-bigram SQLite FTS5 over the same normalised uni+bigram tokens;
-- fts5-tri    SQLite FTS5 ``trigram`` over normalised text (1-2 characters: LIKE scan).
+- fts5-tri    SQLite FTS5 ``trigram`` over normalised text (1-2 characters: LIKE scan);
+- pg, pg-nf   pmo.search.pg.PostgresBackend.search() with and without facets, when ``--pg URL``
+              is given (table ``search_bench`` in that database, dropped afterwards).
 
 Every engine applies the same visibility scope and returns the exact count.
 
     PYTHONPATH=. python bench/search_bench.py --docs 2000
     PYTHONPATH=. python bench/search_bench.py            # 10,000 + 1,000 FAQ, ~5-10 min
+    PYTHONPATH=. python bench/search_bench.py --out /tmp/sb --reuse \
+        --pg postgresql+psycopg://postgres@127.0.0.1:5432/pmo_search
 """
 
 from __future__ import annotations
@@ -297,18 +301,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="work dir (default: a temp dir, removed)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per query after one warm-up")
     parser.add_argument("--reuse", action="store_true", help="reuse indexes already built in --out")
+    parser.add_argument("--pg", default=None, help="PostgreSQL URL: also bench the PostgreSQL backend")
+    parser.add_argument("--keep-pg", action="store_true", help="keep (and with --reuse, reuse) the PG table")
     args = parser.parse_args(argv)
 
     out = args.out or Path(tempfile.mkdtemp(prefix="search-bench-"))
     out.mkdir(parents=True, exist_ok=True)
     try:
-        run(args.docs, out, args.repeat, args.reuse)
+        run(args.docs, out, args.repeat, args.reuse, args.pg, args.keep_pg)
     finally:
         if args.out is None:
             shutil.rmtree(out, ignore_errors=True)
 
 
-def run(n_docs: int, out: Path, repeat: int, reuse: bool = False) -> None:
+def run(n_docs: int, out: Path, repeat: int, reuse: bool = False, pg_url: str | None = None,
+        keep_pg: bool = False) -> None:
     started = time.perf_counter()
     docs = corpus(n_docs, n_docs // 10)
     chars = sum(len(d.title) + len(d.body) for d in docs)
@@ -343,6 +350,25 @@ def run(n_docs: int, out: Path, repeat: int, reuse: bool = False) -> None:
                        ("fts5-tri", out / "fts5-tri.sqlite")):
         print(f"size  {name:<12} {size_mb(path):7.1f} MB")
 
+    pg = pg_engine = None
+    if pg_url:
+        import sqlalchemy as sa
+
+        from pmo.search.pg import PostgresBackend
+
+        pg_engine = sa.create_engine(pg_url)
+        pg = PostgresBackend(pg_engine, table="search_bench")
+        if reuse and keep_pg and pg.status()["doc_count"] == len(docs):
+            print("build pg: reusing table search_bench")
+        else:
+            t0, c0 = time.perf_counter(), time.process_time()
+            pg.rebuild(docs)
+            print(f"build {'pg':<12} {time.perf_counter() - t0:7.1f} s wall, {time.process_time() - c0:7.1f} s cpu "
+                  "(client side: normalising and gram extraction)")
+        with pg_engine.connect() as conn:
+            mb = conn.execute(sa.text("SELECT pg_total_relation_size('search_bench')")).scalar_one() / 1e6
+        print(f"size  {'pg':<12} {mb:7.1f} MB (table, TOAST and indexes)")
+
     fresh = WhooshBackend(out / "whoosh")
     t0 = time.perf_counter()
     fresh.status()
@@ -355,6 +381,9 @@ def run(n_docs: int, out: Path, repeat: int, reuse: bool = False) -> None:
         "fts5-bigram": lambda q: fts_bigram_search(bigram, q),
         "fts5-tri": lambda q: fts_trigram_search(trigram, q),
     }
+    if pg is not None:
+        engines["pg"] = lambda q: _whoosh(pg, q, facets=True)
+        engines["pg-nf"] = lambda q: _whoosh(pg, q, facets=False)
     # stats[clock][engine][length] = (times of all queries, times of queries matching <= RARE_LIMIT)
     stats: dict[str, dict[str, dict[int, tuple[list[float], list[float]]]]] = {
         clock: {e: {} for e in engines} for clock in ("wall", "cpu")}
@@ -391,22 +420,28 @@ def run(n_docs: int, out: Path, repeat: int, reuse: bool = False) -> None:
             print(f"  {engine:<12}{cells}{pct(rare_all, 95):17.1f}")
 
     table = stats["wall"]
-    print("\nratio Whoosh / FTS5-bigram, wall (p50, p95):")
-    for engine in ("whoosh", "whoosh-nf"):
+    print("\nratio to FTS5-bigram, wall (p50, p95):")
+    for engine in [e for e in engines if not e.startswith("fts5")]:
         cells = "".join(
             f"{pct(table[engine][n][0], 50) / pct(table['fts5-bigram'][n][0], 50):7.1f}x/"
             f"{pct(table[engine][n][0], 95) / pct(table['fts5-bigram'][n][0], 95):6.1f}x" for n in LENGTHS)
         print(f"  {engine:<12}{cells}")
 
-    print("\nwhoosh (full engine) over queries matching <= 1,000 docs, target p95 < 100 ms (wall | cpu):")
-    for n in [*LENGTHS, 0]:
-        wall = [t for m in LENGTHS for t in table["whoosh"][m][1]] if n == 0 else table["whoosh"][n][1]
-        cpu = ([t for m in LENGTHS for t in stats["cpu"]["whoosh"][m][1]] if n == 0
-               else stats["cpu"]["whoosh"][n][1])
-        verdict = "-" if not wall else ("ok" if pct(wall, 95) < 100 else "OVER")
-        label = "all" if n == 0 else f"{n} chars"
-        print(f"  {label:>8}: p50 {pct(wall, 50):6.1f}  p95 {pct(wall, 95):6.1f} {verdict:<4} | "
-              f"cpu p50 {pct(cpu, 50):6.1f}  p95 {pct(cpu, 95):6.1f}")
+    for full in [e for e in ("whoosh", "pg") if e in engines]:
+        print(f"\n{full} (full engine) over queries matching <= 1,000 docs, target p95 < 100 ms (wall | cpu"
+              f"{' of this process; the server works too' if full == 'pg' else ''}):")
+        for n in [*LENGTHS, 0]:
+            wall = [t for m in LENGTHS for t in table[full][m][1]] if n == 0 else table[full][n][1]
+            cpu = ([t for m in LENGTHS for t in stats["cpu"][full][m][1]] if n == 0
+                   else stats["cpu"][full][n][1])
+            verdict = "-" if not wall else ("ok" if pct(wall, 95) < 100 else "OVER")
+            label = "all" if n == 0 else f"{n} chars"
+            print(f"  {label:>8}: p50 {pct(wall, 50):6.1f}  p95 {pct(wall, 95):6.1f} {verdict:<4} | "
+                  f"cpu p50 {pct(cpu, 50):6.1f}  p95 {pct(cpu, 95):6.1f}")
+        fts = [t for m in LENGTHS for t in table["fts5-bigram"][m][1]]
+        mine = [t for m in LENGTHS for t in table[full][m][1]]
+        print(f"  rare queries p95 {full} / fts5-bigram: {pct(mine, 95) / pct(fts, 95):.1f}x "
+              f"({pct(mine, 95):.1f} / {pct(fts, 95):.1f} ms wall)")
 
     if mismatches:
         print(f"\ncount mismatches vs FTS5-bigram ({len(mismatches)}):")
@@ -414,10 +449,13 @@ def run(n_docs: int, out: Path, repeat: int, reuse: bool = False) -> None:
             print(f"  {engine:<12} {q!r}: {total} != {expected}")
     else:
         print("\nall engines returned identical exact counts for every query")
+    if pg is not None and not keep_pg:
+        with pg_engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE IF EXISTS search_bench"))
     print(f"\ntotal bench time {time.perf_counter() - started:.0f} s; load average now {_load()}")
 
 
-def _whoosh(backend: WhooshBackend, q: str, *, facets: bool) -> tuple[int, list[str]]:
+def _whoosh(backend: WhooshBackend | object, q: str, *, facets: bool) -> tuple[int, list[str]]:
     results = backend.search(SearchQuery(q, TOKENS, per_page=10, facets=facets))
     if results.degraded:
         raise RuntimeError(results.message)

@@ -78,6 +78,8 @@ class DefaultConfig:
     SEARCH_INDEX_DIR: str | None = None
     SEARCH_INDEX_AFTER_COMMIT = True  # embedded default: index in-process after each commit
     SEARCH_LOCK_TIMEOUT = 1
+    # "whoosh" (embedded index in the instance folder) or "postgresql" (a table in the database; several servers).
+    SEARCH_BACKEND = "whoosh"
     SMTP_HOST: str | None = None  # e-mail notices to subscribers only when set
     SMTP_PORT = 25
     SMTP_STARTTLS = False

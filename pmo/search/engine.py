@@ -2,8 +2,12 @@
 
 Callers (an outbox indexer, the rebuild command, the search view) only see
 ``SearchBackend`` and the plain dataclasses below, so the engine can be swapped
-(a PostgreSQL backend is planned). Whoosh is unmaintained; nothing outside this
-module imports it.
+(pmo.search.pg is the PostgreSQL one). Whoosh is unmaintained; nothing outside
+this module (and the analyzer) imports it.
+
+Matching reads Whoosh's posting blocks directly (``_match``) instead of running
+Whoosh's query matchers: the same uni+bigram index, the same exact substring
+semantics and the same BM25F scores, with far fewer Python calls per document.
 
 Rules this module keeps (SECURITY.md REL-09, AC-04; SEARCH.md):
 - scoping happens inside ``search``: counts, facets and snippets only ever see
@@ -19,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import heapq
 import html
 import logging
 import math
@@ -28,24 +33,31 @@ import shutil
 import threading
 import uuid
 import zlib
+from bisect import bisect_left
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from markupsafe import Markup
-from whoosh.collectors import FilterCollector, TopCollector
+from whoosh.codec.whoosh3 import LENGTHS_COLUMN, _lenfield
 from whoosh.fields import ID, KEYWORD, STORED, TEXT, Schema
 from whoosh.filedb.filestore import FileStorage
 from whoosh.index import LockError
-from whoosh.matching import IntersectionMatcher, NullMatcher, WrappingMatcher
-from whoosh.query import And, Or, Phrase, Query, Term
-from whoosh.query.spans import Span, SpanWrappingMatcher
-from whoosh.util import make_binary_tree
+from whoosh.query import And, Or, Query, Term
+from whoosh.util.numeric import byte_to_length
 
 from pmo.core import clock
-from pmo.search.analysis import JA_GAP, japanese_analyzer, normalize, normalize_with_map, parse_query, query_grams
+from pmo.search.analysis import (
+    JA_GAP,
+    japanese_analyzer,
+    normalize,
+    normalize_with_map,
+    parse_query,
+    query_grams,
+)
 
 __all__ = [
     "DEGRADED_MESSAGE",
@@ -379,96 +391,177 @@ def _fields(doc: SearchDoc) -> dict[str, object]:
     return fields
 
 
-class _PositionsMatcher(SpanWrappingMatcher):
-    """Intersection of gram matchers that keeps a document only if the grams sit at their offsets.
-
-    Same result as Whoosh's phrase matcher, but the check is set arithmetic on
-    position lists instead of building Span objects, which dominated query time.
-    """
-
-    def __init__(self, matchers: list, offsets: list[int]) -> None:
-        self._ms = matchers
-        self._offsets = offsets
-        super().__init__(make_binary_tree(IntersectionMatcher, matchers))
-
-    def copy(self):  # noqa: ANN201
-        return self.__class__([m.copy() for m in self._ms], self._offsets)
-
-    def replace(self, minquality=0):  # noqa: ANN001, ANN201
-        return self if self.is_active() else NullMatcher()
-
-    def _get_spans(self):  # noqa: ANN202
-        starts: set[int] | None = None
-        for matcher, offset in zip(self._ms, self._offsets):
-            shifted = {pos - offset for pos in matcher.value_as("positions")}
-            starts = shifted if starts is None else starts & shifted
-            if not starts:
-                return []
-        return [Span(min(starts))]
-
-
-class _GramPhrase(Phrase):
-    """Exact substring match over the bigrams of a normalised string.
-
-    Positions count characters of the normalised text, so any set of bigrams
-    that covers every character (offsets at most 2 apart, first and last
-    included) pins the whole string. Per segment the cover is built around the
-    rarest bigram, so fewer and shorter posting lists are intersected.
-    """
-
-    def __init__(self, fieldname: str, grams: list[str], boost: float = 1.0) -> None:
-        super().__init__(fieldname, grams, boost=boost)
-
-    def matcher(self, searcher, context=None):  # noqa: ANN001, ANN201 - Whoosh's signature
-        reader = searcher.reader()
-        freqs = []
-        for word in self.words:
-            if (self.fieldname, word) not in reader:
-                return NullMatcher()
-            freqs.append(reader.doc_frequency(self.fieldname, word))
-        offsets = sorted(_cover(freqs), key=freqs.__getitem__)
-        context = (context or searcher.context()).set(needs_current=True)
-        matchers = [Term(self.fieldname, self.words[i]).matcher(searcher, context) for i in offsets]
-        matcher = _PositionsMatcher(matchers, offsets)
-        if self.boost != 1.0:
-            matcher = WrappingMatcher(matcher, boost=self.boost)
-        return matcher
-
-
 def _cover(freqs: list[int]) -> set[int]:
-    """Return gram offsets covering every character: the rarest gram, then every second one."""
+    """Return the gram offsets to check: every character covered, fewest postings to read.
+
+    Positions count characters of the normalised text, so bigrams at offsets at most 2 apart,
+    first and last included, pin the whole string. Among those covers this picks the one with
+    the smallest sum of document frequencies (dynamic programming over the offsets), because
+    reading postings is what a query costs.
+    """
     last = len(freqs) - 1
-    rarest = min(range(len(freqs)), key=freqs.__getitem__)
-    chosen = {rarest, 0, last}
-    chosen.update(range(rarest - 2, 0, -2))
-    chosen.update(range(rarest + 2, last, 2))
+    best: list[tuple[int, int]] = []  # (cost of the cheapest cover of 0..i ending at i, previous offset)
+    for i, freq in enumerate(freqs):
+        if i == 0:
+            best.append((freq, -1))
+            continue
+        prev = min((j for j in (i - 1, i - 2) if j >= 0), key=lambda j: best[j][0])
+        best.append((best[prev][0] + freq, prev))
+    chosen = set()
+    i = last
+    while i >= 0:
+        chosen.add(i)
+        i = best[i][1]
     return chosen
 
 
-def _text_query(parts: Iterable[str]) -> Query:
-    """AND of parts; each part is its bigram phrase (or single gram term) in title OR body."""
-    clauses = []
-    for part in parts:
-        if len(part) <= 2:
-            clauses.append(Or([Term("title", part, boost=TITLE_BOOST), Term("body", part)]))
+# BM25F as Whoosh's default weighting computes it (whoosh.scoring.bm25), with the same parameters.
+_BM25_B = 0.75
+_BM25_K1 = 1.2
+
+
+class _Postings:
+    """Block-wise reader over one term's postings in one segment.
+
+    Whoosh's matchers step through postings one Python call at a time (skip_to, id, next,
+    score per document); reading whole blocks and bisecting inside them does the same work
+    with a fraction of the calls. Relies on whoosh-reloaded 2.7.5's W3LeafMatcher internals
+    (``_ids``, ``_weights``, ``_values``, ``_maxid``, ``_next_block``), pinned in pyproject.
+    """
+
+    __slots__ = ("m",)
+
+    def __init__(self, reader, fieldname: str, gram: str) -> None:
+        matcher = reader.postings(fieldname, gram)
+        # Deleted documents are filtered by the caller (the allowed set never holds them).
+        self.m = getattr(matcher, "child", matcher)
+
+    def read_all(self, values: bool) -> dict[int, tuple[float, object]]:
+        """Return {docnum: (weight, encoded positions or None)} for every posting."""
+        m = self.m
+        out: dict[int, tuple[float, object]] = {}
+        while not m._atend and m._i < m._blocklength:
+            if m._ids is None:
+                m._read_ids()
+            if m._weights is None:
+                m._read_weights()
+            if values:
+                if m._values is None:
+                    m._read_values()
+                out.update(zip(m._ids, zip(m._weights, m._values)))
+            else:
+                out.update(zip(m._ids, zip(m._weights, m._ids)))
+            m._next_block()
+        return out
+
+    def seek_many(self, docnums: list[int], values: bool) -> dict[int, tuple[float, object]]:
+        """Return the postings of the given (sorted) docnums only, skipping blocks by their max id."""
+        m = self.m
+        out: dict[int, tuple[float, object]] = {}
+        for doc in docnums:
+            while not m._atend and m._maxid < doc:
+                m._next_block()
+            if m._atend or m._i >= m._blocklength:
+                break
+            if m._ids is None:
+                m._read_ids()
+            ids = m._ids
+            i = bisect_left(ids, doc, m._i)
+            m._i = i
+            if i < m._blocklength and ids[i] == doc:
+                if m._weights is None:
+                    m._read_weights()
+                if values and m._values is None:
+                    m._read_values()
+                out[doc] = (m._weights[i], m._values[i] if values else None)
+        return out
+
+
+def _match_field(state: _SearcherState, reader, seg: int, fieldname: str, part: str,
+                 allowed: set[int], boost: float) -> dict[int, float]:
+    """Return {segment docnum: BM25F score} of the allowed documents whose field contains ``part``."""
+    grams = query_grams(part)
+    freqs = []
+    for gram in grams:
+        if (fieldname, gram) not in reader:
+            return {}
+        freqs.append(reader.doc_frequency(fieldname, gram))
+    needs_positions = len(grams) > 1
+    offsets = sorted(_cover(freqs), key=freqs.__getitem__) if needs_positions else [0]
+    found: dict[int, tuple[float, object]] | None = None
+    per_gram: list[dict[int, tuple[float, object]]] = []
+    for offset in offsets:
+        postings = _Postings(reader, fieldname, grams[offset])
+        if found is None:
+            got = postings.read_all(needs_positions)
+            if len(got) > len(allowed):
+                found = {doc: got[doc] for doc in allowed if doc in got}
+            else:
+                found = {doc: v for doc, v in got.items() if doc in allowed}
+        elif freqs[offset] <= 4 * len(found):
+            got = postings.read_all(needs_positions)
+            found = {doc: v for doc, v in found.items() if doc in got}
         else:
-            grams = query_grams(part)
-            clauses.append(Or([_GramPhrase("title", grams, boost=TITLE_BOOST), _GramPhrase("body", grams)]))
-    return clauses[0] if len(clauses) == 1 else And(clauses)
+            got = postings.seek_many(sorted(found), needs_positions)
+            found = {doc: v for doc, v in found.items() if doc in got}
+        per_gram.append(got)
+        if not found:
+            return {}
+    assert found is not None
+    docs = list(found)
+    if needs_positions:
+        decode = state.decoder(fieldname)
+        kept = []
+        for doc in docs:
+            starts: set[int] | None = None
+            for offset, got in zip(offsets, per_gram):
+                shifted = {pos - offset for pos in decode(got[doc][1])}
+                starts = shifted if starts is None else starts & shifted
+                if not starts:
+                    break
+            if starts:
+                kept.append(doc)
+        docs = kept
+    lengths = state.lengths(seg, fieldname)
+    avgfl = state.searcher.avg_field_length(fieldname) or 1
+    scores = dict.fromkeys(docs, 0.0)
+    for offset, got in zip(offsets, per_gram):
+        idf = state.searcher.idf(fieldname, grams[offset])
+        for doc in docs:
+            tf = got[doc][0]
+            norm = (1 - _BM25_B) + _BM25_B * lengths[doc] / avgfl
+            scores[doc] += boost * idf * (tf * (_BM25_K1 + 1)) / (tf + _BM25_K1 * norm)
+    return scores
 
 
-class _CountingTopCollector(TopCollector):
-    """Top-N collector that also keeps every matching docnum (exact count, facets)."""
+def _match(state: _SearcherState, query: SearchQuery, parts: tuple[str, ...]) -> dict[int, float]:
+    """Return {global docnum: score} of visible documents holding every part in title or body.
 
-    def __init__(self, limit: int) -> None:
-        # Both optimisations drop documents that cannot reach the top N, which
-        # makes the count inexact: block-quality skipping (usequality) and
-        # replacing the matcher with a pruned one once the heap is full (replace).
-        super().__init__(limit=limit, usequality=False, replace=0)
-
-    def _collect(self, global_docnum, score):  # noqa: ANN001, ANN202 - Whoosh's signature
-        self.docset.add(global_docnum)
-        return super()._collect(global_docnum, score)
+    Exact substring semantics (the bigrams' positions are checked for every candidate, so counts
+    are exact), scoring as Whoosh's BM25F over the same gram cover, title boosted.
+    """
+    out: dict[int, float] = {}
+    for seg, (sub, offset) in enumerate(state.searcher.leaf_searchers()):
+        allowed = state.allowed_local(query, seg)
+        if not allowed:
+            continue
+        reader = sub.reader()
+        matched: dict[int, float] | None = None
+        for part in sorted(parts, key=len, reverse=True):  # long parts are the most selective
+            title = _match_field(state, reader, seg, "title", part, allowed, TITLE_BOOST)
+            body = _match_field(state, reader, seg, "body", part, allowed, 1.0)
+            for doc, score in title.items():
+                body[doc] = body.get(doc, 0.0) + score
+            if matched is None:
+                matched = body
+            else:
+                matched = {doc: score + body[doc] for doc, score in matched.items() if doc in body}
+            if not matched:
+                break
+            allowed = matched.keys()
+        for doc, score in (matched or {}).items():
+            out[offset + doc] = score
+    return out
 
 
 class _IndexMissing(Exception):
@@ -483,7 +576,8 @@ class _SearcherState:
         self.target = target
         self.files = files
         self._columns: dict[str, list[str]] = {}
-        self._allowed: OrderedDict[tuple, set[int]] = OrderedDict()
+        self._allowed: OrderedDict[tuple, list[set[int]]] = OrderedDict()
+        self._lengths: dict[tuple[int, str], list[int]] = {}
 
     def column(self, name: str) -> list[str]:
         """Return the facet column's value for every docnum ('' when unset)."""
@@ -500,22 +594,46 @@ class _SearcherState:
             self._columns[name] = values
         return self._columns[name]
 
-    def allowed(self, query: SearchQuery) -> set[int]:
-        """Return docnums the actor may see that also pass the facet filters (do not mutate)."""
+    def allowed_local(self, query: SearchQuery, seg: int) -> set[int]:
+        """Return the segment's docnums the actor may see that pass the facet filters (do not mutate).
+
+        Cached per scope and filters: the visibility tokens of one role repeat across users.
+        """
         key = (query.tokens, query.kind, query.field, query.ministry, query.fiscal_year)
         if key in self._allowed:
             self._allowed.move_to_end(key)
-            return self._allowed[key]
-        clauses: list[Query] = [Or([Term("visibility", t) for t in sorted(query.tokens)])]
-        for name in FACET_FIELDS:
-            value = getattr(query, name)
-            if value is not None and value != "":
-                clauses.append(Term(name, str(value)))
-        docs = set(self.searcher.docs_for_query(And(clauses)))
-        self._allowed[key] = docs
-        if len(self._allowed) > 64:
-            self._allowed.popitem(last=False)
-        return docs
+        else:
+            clauses: list[Query] = [Or([Term("visibility", t) for t in sorted(query.tokens)])]
+            for name in FACET_FIELDS:
+                value = getattr(query, name)
+                if value is not None and value != "":
+                    clauses.append(Term(name, str(value)))
+            docs = sorted(self.searcher.docs_for_query(And(clauses)))
+            per_segment = []
+            for _sub, offset in self.searcher.leaf_searchers():
+                per_segment.append(offset)
+            bounds = [*per_segment[1:], float("inf")]
+            self._allowed[key] = [
+                {doc - start for doc in docs if start <= doc < end} for start, end in zip(per_segment, bounds)]
+            if len(self._allowed) > 64:
+                self._allowed.popitem(last=False)
+        return self._allowed[key][seg]
+
+    def lengths(self, seg: int, fieldname: str) -> list[int]:
+        """Return the field length (as Whoosh stores it, one byte) of every docnum of a segment."""
+        key = (seg, fieldname)
+        if key not in self._lengths:
+            sub, _offset = self.searcher.leaf_searchers()[seg]
+            reader = sub.reader()
+            size = reader.doc_count_all()
+            column = reader._perdoc._cached_reader(_lenfield(fieldname), LENGTHS_COLUMN)
+            raw = list(column) if column is not None else []
+            raw = raw[:size] + [0] * (size - len(raw))
+            self._lengths[key] = [byte_to_length(b) if b else 1 for b in raw]
+        return self._lengths[key]
+
+    def decoder(self, fieldname: str) -> Callable[[bytes], list[int]]:
+        return self.searcher.schema[fieldname].format.decode_positions
 
 
 class WhooshBackend:
@@ -631,19 +749,17 @@ class WhooshBackend:
         )
 
     def _run(self, state: _SearcherState, query: SearchQuery, parts: tuple[str, ...], out: SearchResults) -> None:
-        allowed = state.allowed(query)
-        if not allowed:
-            # Required, not an optimisation: FilterCollector treats an empty allow set as "no filter".
+        scores = _match(state, query, parts)
+        out.total = len(scores)
+        if not scores:
             return
-        collector = _CountingTopCollector(limit=query.page * query.per_page)
-        state.searcher.search_with_collector(_text_query(parts), FilterCollector(collector, allow=allowed))
-        docset = collector.docset
-        out.total = len(docset)
         out.page = min(query.page, out.pages)
-        ranked = sorted(collector.items, reverse=True)
         start = (out.page - 1) * out.per_page
-        out.hits = [self._hit(state, -neg, score, parts) for score, neg in ranked[start : start + out.per_page]]
+        # Best score first, then the lower docnum, as Whoosh's top collector orders ties.
+        ranked = heapq.nsmallest(start + out.per_page, scores.items(), key=lambda kv: (-kv[1], kv[0]))
+        out.hits = [self._hit(state, doc, score, parts) for doc, score in ranked[start:]]
         if query.facets:
+            docset = scores.keys()
             out.facets = {name: self._facet(state, name, docset) for name in FACET_FIELDS}
 
     @staticmethod

@@ -22,17 +22,38 @@ api_bp = Blueprint("search_api", __name__, url_prefix="/api/v1")
 log = logging.getLogger(__name__)
 
 
+SEARCH_BACKENDS = ("whoosh", "postgresql")
+
+
 def backend(app: Flask | None = None) -> Any:
-    """The process's search backend (one searcher per process, reopened when the index changes)."""
+    """The process's search backend, chosen by ``SEARCH_BACKEND`` (whoosh: one searcher per process)."""
     app = app or current_app
     found = app.extensions.get("pmo_search")
     if found is None:
-        from pmo.search.engine import WhooshBackend
+        timeout = float(app.config.get("SEARCH_LOCK_TIMEOUT", 1.0))
+        if _backend_name(app) == "postgresql":
+            from pmo.search.pg import PostgresBackend
 
-        root = str(search_index_dir(app.config, app.instance_path))
-        found = WhooshBackend(root, lock_timeout=float(app.config.get("SEARCH_LOCK_TIMEOUT", 1.0)))
+            found = PostgresBackend(app.extensions["pmo_db"].session_factory, lock_timeout=timeout)
+        else:
+            from pmo.search.engine import WhooshBackend
+
+            root = str(search_index_dir(app.config, app.instance_path))
+            found = WhooshBackend(root, lock_timeout=timeout)
         app.extensions["pmo_search"] = found
     return found
+
+
+def _backend_name(app: Flask) -> str:
+    """Check ``SEARCH_BACKEND`` at start-up: an unknown name or PostgreSQL search on SQLite refuses to start."""
+    from pmo.config import ConfigError
+
+    name = str(app.config.get("SEARCH_BACKEND") or "whoosh").strip().lower()
+    if name not in SEARCH_BACKENDS:
+        raise ConfigError(f"SEARCH_BACKEND must be one of {', '.join(SEARCH_BACKENDS)}, not {name!r}")
+    if name == "postgresql" and app.extensions["pmo_db"].engine.dialect.name != "postgresql":
+        raise ConfigError("SEARCH_BACKEND=postgresql needs a PostgreSQL DATABASE_URL")
+    return name
 
 
 @event.listens_for(Session, "after_commit")
@@ -59,6 +80,7 @@ def drain_after_request(app: Flask) -> None:
 
     Also tells ``/healthz`` how the index is (ok / missing / broken).
     """
+    _backend_name(app)  # refuse to start on a bad SEARCH_BACKEND
     app.extensions["pmo_search_status"] = lambda: str(backend(app).status().get("state"))
 
     @app.after_request

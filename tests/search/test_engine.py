@@ -1,16 +1,24 @@
-"""Search engine: Japanese normalisation, safe query handling, scoping, rebuild, degradation."""
+"""Search engine: Japanese normalisation, safe query handling, scoping, rebuild, degradation.
+
+Every test that is not about Whoosh's files runs against each backend: Whoosh always, PostgreSQL
+when PMO_TEST_DATABASE_URL points at PostgreSQL (each test then gets its own table).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import re
 import shutil
 import threading
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from whoosh.filedb.filestore import FileStorage
@@ -26,6 +34,7 @@ from pmo.search.engine import (
     WhooshBackend,
     make_snippet,
 )
+from pmo.search.pg import PostgresBackend
 
 PUBLIC = frozenset({"public", "audience:bodies"})
 
@@ -63,19 +72,97 @@ def search(backend, text: str, tokens=PUBLIC, **kw):
     return results
 
 
+PG_URL = os.environ.get("PMO_TEST_DATABASE_URL", "")
+BACKENDS = ["whoosh", pytest.param("postgresql", marks=pytest.mark.skipif(
+    not PG_URL.startswith("postgresql"), reason="PMO_TEST_DATABASE_URL is not PostgreSQL"))]
+
+
+class Backends:
+    """Makes backends of one kind in fresh places, and a second instance ("another worker") on one."""
+
+    def __init__(self, kind: str, root: Path, engine: sa.Engine | None) -> None:
+        self.kind, self.root, self.engine = kind, root, engine
+        self.tables: list[str] = []
+
+    def new(self, docs=None, **kw):
+        if self.kind == "whoosh":
+            backend = WhooshBackend(self.root / uuid.uuid4().hex / "index", **kw)
+        else:
+            table = f"search_t{uuid.uuid4().hex[:12]}"
+            self.tables.append(table)
+            backend = PostgresBackend(self.engine, table=table, **kw)
+        if docs is not None:
+            backend.rebuild(docs)
+        return backend
+
+    def reopen(self, backend):
+        if self.kind == "whoosh":
+            return WhooshBackend(backend.index_root)
+        return PostgresBackend(self.engine, table=backend.table)
+
+    def delete_index(self, backend) -> None:
+        if self.kind == "whoosh":
+            shutil.rmtree(backend.index_root)
+        else:
+            with self.engine.begin() as conn:
+                conn.execute(sa.text(f"DROP TABLE {backend.table}"))
+
+    @contextlib.contextmanager
+    def hold_write_lock(self, backend):
+        """Another process holds the write lock (Whoosh's lock file, or a lock on the table)."""
+        if self.kind == "whoosh":
+            lock = FileStorage(str(backend.index_root / "current")).lock("MAIN_WRITELOCK")
+            assert lock.acquire()
+            try:
+                yield
+            finally:
+                lock.release()
+        else:
+            with self.engine.connect() as conn, conn.begin():
+                conn.execute(sa.text(f"LOCK TABLE {backend.table} IN SHARE ROW EXCLUSIVE MODE"))
+                yield
+
+    def cleanup(self) -> None:
+        if self.engine is not None and self.tables:
+            with self.engine.begin() as conn:
+                for table in self.tables:
+                    conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+                    conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}_build"))
+
+
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> WhooshBackend:
+def pg_engine():
+    if not PG_URL.startswith("postgresql"):
+        yield None
+        return
+    engine = sa.create_engine(PG_URL)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def shared_backends(request, tmp_path_factory, pg_engine):
+    made = Backends(request.param, tmp_path_factory.mktemp("shared"), pg_engine)
+    yield made
+    made.cleanup()
+
+
+@pytest.fixture(scope="module")
+def built(shared_backends):
     """One index over CORPUS, shared by the read-only tests."""
-    backend = WhooshBackend(tmp_path_factory.mktemp("shared") / "index")
-    backend.rebuild(CORPUS)
-    return backend
+    return shared_backends.new(CORPUS)
+
+
+@pytest.fixture(params=BACKENDS)
+def backends(request, tmp_path, pg_engine):
+    made = Backends(request.param, tmp_path, pg_engine)
+    yield made
+    made.cleanup()
 
 
 @pytest.fixture
-def backend(tmp_path: Path) -> WhooshBackend:
-    backend = WhooshBackend(tmp_path / "index", lock_timeout=0.2)
-    backend.rebuild(CORPUS)
-    return backend
+def backend(backends):
+    return backends.new(CORPUS, lock_timeout=0.2)
 
 
 def test_backend_satisfies_protocol(built):
@@ -132,13 +219,12 @@ def test_parts_are_anded_and_phrases_are_exact(built):
     assert search(built, "ナンバーナ").total == 0
 
 
-def test_hits_equal_a_substring_scan(tmp_path):
+def test_hits_equal_a_substring_scan(backends):
     """Bigram covers, repeated grams and several segments give exactly the substring matches."""
     rng = random.Random(7)
     alphabet = "アイあ税地方の"
     docs = [doc(n, "", "".join(rng.choice(alphabet) for _ in range(rng.randint(3, 30)))) for n in range(1, 46)]
-    backend = WhooshBackend(tmp_path / "index")
-    backend.rebuild(docs[:25])
+    backend = backends.new(docs[:25])
     backend.index_documents(docs[25:])  # a second segment
     for length in range(1, 10):
         for _ in range(12):
@@ -242,9 +328,15 @@ def test_facet_filters_narrow_hits_and_counts(built):
     assert keys(search(built, "の", fiscal_year=2015)) == {"document:3", "document:4"}
 
 
-def test_pagination_covers_every_hit_once(tmp_path):
-    backend = WhooshBackend(tmp_path / "index")
-    backend.rebuild([doc(n, f"資料{n}", "共通の本文") for n in range(1, 26)])
+def test_results_without_facets_are_the_same_hits(built):
+    with_facets = search(built, "の")
+    without = search(built, "の", facets=False)
+    assert without.facets == {} and with_facets.facets
+    assert (without.total, [h.key for h in without.hits]) == (with_facets.total, [h.key for h in with_facets.hits])
+
+
+def test_pagination_covers_every_hit_once(backends):
+    backend = backends.new([doc(n, f"資料{n}", "共通の本文") for n in range(1, 26)])
     pages = [backend.search(SearchQuery("共通", PUBLIC, page=p, per_page=10)) for p in (1, 2, 3)]
     assert [len(p.hits) for p in pages] == [10, 10, 5]
     assert {p.total for p in pages} == {25} and pages[0].pages == 3
@@ -267,17 +359,19 @@ def test_update_and_delete(backend):
     assert backend.status()["doc_count"] == len(CORPUS) - 1
 
 
-def test_rebuild_swaps_generation_and_results_are_equal(backend):
-    root = backend.index_root
+def test_rebuild_swaps_generation_and_results_are_equal(backends, backend):
     queries = ["税", "地方税", "の", "番号", "faq"]
     before = {q: (search(backend, q).total, keys(search(backend, q))) for q in queries}
-    first = (root / "current").resolve()
-    other_worker = WhooshBackend(root)
+    other_worker = backends.reopen(backend)
     assert search(other_worker, "税").total == before["税"][0]
+    if backends.kind == "whoosh":
+        root = backend.index_root
+        first = (root / "current").resolve()
     for _ in range(3):
         backend.rebuild(CORPUS)
-    assert (root / "current").is_symlink() and (root / "current").resolve() != first
-    assert len(list(root.glob("gen-*"))) <= 2  # the current and the previous generation
+    if backends.kind == "whoosh":
+        assert (root / "current").is_symlink() and (root / "current").resolve() != first
+        assert len(list(root.glob("gen-*"))) <= 2  # the current and the previous generation
     after = {q: (search(backend, q).total, keys(search(backend, q))) for q in queries}
     assert after == before
     assert {q: (search(other_worker, q).total, keys(search(other_worker, q))) for q in queries} == before
@@ -285,12 +379,12 @@ def test_rebuild_swaps_generation_and_results_are_equal(backend):
     assert keys(search(other_worker, "新規")) == {"document:99"}
 
 
-def test_search_during_rebuild_never_degrades(backend):
+def test_search_during_rebuild_never_degrades(backends, backend):
     failures: list[object] = []
     stop = threading.Event()
 
     def searching() -> None:
-        reader = WhooshBackend(backend.index_root)
+        reader = backends.reopen(backend)
         while not stop.is_set():
             results = reader.search(SearchQuery("地方税", PUBLIC))
             if results.degraded or results.total != 1:
@@ -312,11 +406,10 @@ def test_rebuild_failure_keeps_current_index(backend):
         yield CORPUS[0]
         raise RuntimeError("DB went away")
 
-    current = (backend.index_root / "current").resolve()
     with pytest.raises(RuntimeError):
         backend.rebuild(broken_docs())
-    assert (backend.index_root / "current").resolve() == current
     assert search(backend, "地方税").total == 1
+    assert backend.status()["doc_count"] == len(CORPUS)
 
 
 # --- degradation (REL-09) -----------------------------------------------------------
@@ -327,17 +420,17 @@ def assert_degraded(results) -> None:
     assert results.total == 0 and results.hits == []
 
 
-def test_never_built_index_degrades(tmp_path):
-    backend = WhooshBackend(tmp_path / "nothing-here")
+def test_never_built_index_degrades(backends):
+    backend = backends.new()
     assert_degraded(backend.search(SearchQuery("税", PUBLIC)))
     assert backend.status()["state"] == "missing"
     with pytest.raises(IndexUnavailable):
         backend.index_documents([CORPUS[0]])
 
 
-def test_deleted_index_dir_degrades(backend):
+def test_deleted_index_dir_degrades(backends, backend):
     assert search(backend, "税").total > 0
-    shutil.rmtree(backend.index_root)
+    backends.delete_index(backend)
     assert_degraded(backend.search(SearchQuery("税", PUBLIC)))
     assert backend.status()["state"] == "missing"
     backend.rebuild(CORPUS)
@@ -346,7 +439,9 @@ def test_deleted_index_dir_degrades(backend):
 
 @pytest.mark.parametrize("same_size", [True, False])
 @pytest.mark.parametrize("suffix", [".seg", ".toc"])
-def test_garbage_segment_degrades(backend, same_size, suffix):
+def test_garbage_segment_degrades(tmp_path, same_size, suffix):
+    backend = WhooshBackend(tmp_path / "index")
+    backend.rebuild(CORPUS)
     assert search(backend, "税").total > 0
     [target] = [p for p in (backend.index_root / "current").iterdir() if p.name.endswith(suffix)]
     size = target.stat().st_size
@@ -361,18 +456,42 @@ def test_garbage_segment_degrades(backend, same_size, suffix):
     assert search(backend, "税").total > 0
 
 
+@pytest.mark.parametrize("damage", ["DROP COLUMN grams", "RENAME COLUMN body_norm TO damaged"])
+def test_damaged_search_table_degrades(backends, damage):
+    if backends.kind != "postgresql":
+        pytest.skip("the PostgreSQL counterpart of a garbage segment")
+    backend = backends.new(CORPUS)
+    with backends.engine.begin() as conn:
+        conn.execute(sa.text(f"ALTER TABLE {backend.table} {damage}"))
+    for instance in (backend, backends.reopen(backend)):
+        assert_degraded(instance.search(SearchQuery("地方税", PUBLIC)))
+        assert instance.status()["state"] == "broken"
+    backend.rebuild(CORPUS)
+    assert search(backend, "地方税").total == 1
+
+
+def test_a_second_rebuild_at_the_same_time_is_refused(backends, backend):
+    if backends.kind != "postgresql":
+        pytest.skip("Whoosh's rebuild lock is a file lock, covered by the CLI")
+    with backends.engine.connect() as conn, conn.begin():
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k, hashtext(:t))"),
+                     {"k": 0x5EA4C4, "t": backend.table})
+        with pytest.raises(IndexBusy):
+            backend.rebuild(CORPUS)
+    assert search(backend, "地方税").total == 1
+
+
 def test_status_reports_without_paths(backend):
     status = backend.status()
     assert set(status) == {"state", "doc_count", "generation_age_seconds", "built_at"}
     assert status["state"] == "ok" and status["doc_count"] == len(CORPUS)
     assert 0 <= status["generation_age_seconds"] < 60
-    assert str(backend.index_root) not in repr(status) and "gen-" not in repr(status)
+    internals = [str(backend.index_root), "gen-"] if isinstance(backend, WhooshBackend) else [backend.table]
+    assert not any(internal in repr(status) for internal in internals)
 
 
-def test_held_write_lock_fails_fast_while_search_works(backend):
-    lock = FileStorage(str(backend.index_root / "current")).lock("MAIN_WRITELOCK")
-    assert lock.acquire()
-    try:
+def test_held_write_lock_fails_fast_while_search_works(backends, backend):
+    with backends.hold_write_lock(backend):
         started = time.monotonic()
         with pytest.raises(IndexBusy) as excinfo:
             backend.index_documents([doc(50, "ロック中の追加", "本文")])
@@ -381,8 +500,6 @@ def test_held_write_lock_fails_fast_while_search_works(backend):
         with pytest.raises(IndexBusy):
             backend.delete_documents(["document:1"])
         assert search(backend, "地方税").total == 1
-    finally:
-        lock.release()
     backend.index_documents([doc(50, "ロック中の追加", "本文")])
     assert keys(search(backend, "ロック中")) == {"document:50"}
 

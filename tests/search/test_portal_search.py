@@ -1,10 +1,17 @@
 """Search through the portal: Japanese normalisation, scoping by audience, the outbox under a held lock,
-rebuild, a missing or broken index (REL-09), misses, CLI and API."""
+rebuild, a missing or broken index (REL-09), misses, CLI and API.
+
+Every test runs with the Whoosh backend, and with the PostgreSQL backend when PMO_TEST_DATABASE_URL is
+PostgreSQL (its own table, written on its own connection as in production).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import uuid
 from pathlib import Path
 
 import pytest
@@ -14,6 +21,40 @@ from pmo.accounts.models import Role
 from pmo.search.models import SearchMiss, SearchOutbox
 from tests.conftest import CITY_A
 from tests.documents.helpers import created_id, docx, upload
+
+PG_URL = os.environ.get("PMO_TEST_DATABASE_URL", "")
+
+
+@pytest.fixture(params=["whoosh", pytest.param("postgresql", marks=pytest.mark.skipif(
+    not PG_URL.startswith("postgresql"), reason="PMO_TEST_DATABASE_URL is not PostgreSQL"))])
+def search_kind(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def pg_search_engine(search_kind):
+    if search_kind != "postgresql":
+        yield None
+        return
+    engine = sa.create_engine(PG_URL)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def app(app, search_kind, pg_search_engine):
+    """The portal with the backend under test (PostgreSQL: a table of its own, dropped afterwards)."""
+    if search_kind == "whoosh":
+        yield app
+        return
+    from pmo.search.pg import PostgresBackend
+
+    table = f"search_p{uuid.uuid4().hex[:12]}"
+    app.extensions["pmo_search"] = PostgresBackend(pg_search_engine, table=table, lock_timeout=0.3)
+    yield app
+    with pg_search_engine.begin() as conn:
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}_build"))
 
 
 def faq(client, question: str, answer: str) -> None:
@@ -132,43 +173,73 @@ def _backend(app):
     return backend(app)
 
 
-def test_a_held_write_lock_never_loses_a_saved_record(app, client, auth, officer, db_session):
-    from whoosh.index import open_dir
+@contextlib.contextmanager
+def held_write_lock(app, engine):
+    """Another process holds the index's write lock (Whoosh's lock file, or a lock on the search table)."""
+    backend = _backend(app)
+    if engine is None:
+        from whoosh.index import open_dir
 
+        holder = open_dir(str(Path(backend.index_root) / "current")).writer()
+        try:
+            yield
+        finally:
+            holder.cancel()
+        return
+    with engine.connect() as conn, conn.begin():
+        conn.execute(sa.text(f"LOCK TABLE {backend.table} IN SHARE ROW EXCLUSIVE MODE"))
+        yield
+
+
+def break_index(app, engine) -> None:
+    backend = _backend(app)
+    if engine is None:
+        target = (Path(backend.index_root) / "current").resolve()
+        for segment in target.glob("*.seg"):
+            segment.write_bytes(b"garbage" * 100)
+        for toc in target.glob("*.toc"):
+            toc.write_bytes(b"garbage")
+    else:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"ALTER TABLE {backend.table} DROP COLUMN grams"))
+
+
+def delete_index(app, engine) -> None:
+    backend = _backend(app)
+    if engine is None:
+        shutil.rmtree(Path(backend.index_root))
+    else:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP TABLE {backend.table}"))
+
+
+def test_a_held_write_lock_never_loses_a_saved_record(app, client, auth, officer, db_session, pg_search_engine):
     auth.login(officer)
     faq(client, "最初のFAQ", "<p>索引を作る</p>")
     assert api(client, "最初のFAQ")["total"] == 1  # the first search builds the missing index
-    index_dir = Path(_backend(app).index_root) / "current"
-    holder = open_dir(str(index_dir)).writer()  # another process holds the lock
-    try:
+    with held_write_lock(app, pg_search_engine):
         faq(client, "ロック中に保存したFAQ", "<p>保存は成功する</p>")
         pending = db_session.scalar(sa.select(sa.func.count()).select_from(SearchOutbox)
                                     .where(SearchOutbox.done_dt.is_(None)))
         assert pending >= 1
         assert api(client, "ロック中に保存")["total"] == 0
-    finally:
-        holder.cancel()
     result = app.test_cli_runner().invoke(args=["search", "index"])
     assert result.exit_code == 0, result.output
     assert api(client, "ロック中に保存")["total"] == 1
 
 
-def test_missing_or_broken_index_degrades_search_but_not_the_pages(app, client, auth, officer, city_user):
+def test_missing_or_broken_index_degrades_search_but_not_the_pages(app, client, auth, officer, city_user,
+                                                                   pg_search_engine):
     auth.login(officer)
     faq(client, "壊れる前のFAQ", "<p>本文</p>")
     assert api(client, "壊れる前")["total"] == 1
     auth.logout()
     auth.login(city_user)
-    root = Path(_backend(app).index_root)
-    target = (root / "current").resolve()
-    for segment in target.glob("*.seg"):
-        segment.write_bytes(b"garbage" * 100)
-    for toc in target.glob("*.toc"):
-        toc.write_bytes(b"garbage")
+    break_index(app, pg_search_engine)
     page = client.get("/search/", query_string={"q": "壊れる前"})
     assert page.status_code == 200 and "検索索引を再構築中" in page.get_data(as_text=True)
     assert api(client, "壊れる前")["degraded"] is True
-    shutil.rmtree(root)
+    delete_index(app, pg_search_engine)
     assert client.get("/search/", query_string={"q": "壊れる前"}).status_code == 200
     assert client.get("/faq/").status_code == 200 and client.get("/documents/").status_code == 200
     result = app.test_cli_runner().invoke(args=["search", "rebuild"])
@@ -247,3 +318,29 @@ def test_index_status_for_operators_only(app, client, auth, make_user):
     auth.logout()
     auth.login(make_user(Role.BODY_STAFF, CITY_A))
     assert client.get("/api/v1/search/status").status_code == 403
+
+
+def test_search_backend_setting(connection, tmp_path):
+    """SEARCH_BACKEND picks the engine; PostgreSQL search on a SQLite database refuses to start."""
+    from pmo import create_app
+    from pmo.config import ConfigError
+    from pmo.search.views import backend
+    from tests.conftest import SECRET
+
+    settings = {"TESTING": True, "DB_BIND": connection, "SECRET_KEY": SECRET,
+                "INSTANCE_PATH": str(tmp_path / "instance"),
+                "DATABASE_URL": str(connection.engine.url.render_as_string(hide_password=False))}
+    with pytest.raises(ConfigError):
+        create_app({**settings, "SEARCH_BACKEND": "elastic"})
+    if connection.dialect.name != "postgresql":
+        with pytest.raises(ConfigError):
+            create_app({**settings, "SEARCH_BACKEND": "postgresql"})
+        return
+    from pmo.search.engine import SearchDoc, SearchQuery
+    from pmo.search.pg import PostgresBackend
+
+    app = create_app({**settings, "SEARCH_BACKEND": "postgresql"})
+    found = backend(app)
+    assert isinstance(found, PostgresBackend)
+    found.rebuild([SearchDoc(key="faq:1", kind="faq", id=1, title="設定で選んだ検索", body="本文")])
+    assert found.search(SearchQuery("設定", frozenset({"public"}))).total == 1
