@@ -21,10 +21,11 @@ install-dev: $(BIN)/python
 ## run: install, migrate, seed every body and the demo, and serve http://127.0.0.1:5000
 run: install
 	PMO_INSTANCE_PATH=$${PMO_INSTANCE_PATH:-$(INSTANCE)} $(BIN)/pmo db upgrade
-	PMO_INSTANCE_PATH=$${PMO_INSTANCE_PATH:-$(INSTANCE)} $(BIN)/pmo demo
+	PMO_MFA_ENFORCE=$${PMO_MFA_ENFORCE:-false} PMO_INSTANCE_PATH=$${PMO_INSTANCE_PATH:-$(INSTANCE)} $(BIN)/pmo demo
 	@echo ""
 	@echo "デジタルPMO: http://127.0.0.1:5000 を開き、上のデモアカウントでログインしてください。"
-	PMO_INSTANCE_PATH=$${PMO_INSTANCE_PATH:-$(INSTANCE)} $(BIN)/pmo serve --host 127.0.0.1 --port 5000
+	@echo "（デモ環境では二要素認証を必須にしていません。PMO_MFA_ENFORCE=true make run で必須になります）"
+	PMO_MFA_ENFORCE=$${PMO_MFA_ENFORCE:-false} PMO_INSTANCE_PATH=$${PMO_INSTANCE_PATH:-$(INSTANCE)} $(BIN)/pmo serve --host 127.0.0.1 --port 5000
 
 serve: install
 	PMO_INSTANCE_PATH=$${PMO_INSTANCE_PATH:-$(INSTANCE)} $(BIN)/pmo serve --host 127.0.0.1 --port 5000
