@@ -226,10 +226,6 @@ def verify(session: Session, user: User, code: str, ip: str, settings: MfaSettin
     return "totp"
 
 
-def mark_session_verified(session: Session, row: UserSession) -> None:
-    row.mfa_verified = True
-
-
 # --- re-authentication (SESS-06) --------------------------------------------------------------------
 
 
