@@ -6,7 +6,7 @@ PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 INSTANCE ?= $(CURDIR)/instance
 PYTEST_ARGS ?=
 
-.PHONY: run test test-sqlite test-postgres install install-dev serve wheel bench clean
+.PHONY: run test test-sqlite test-postgres install install-dev serve wheel bench clean audit
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,11 @@ install-dev: $(BIN)/python
 ## run: install, migrate, seed every body and the demo, and serve http://127.0.0.1:5000
 run: install
 	PMO_INSTANCE_PATH=$${PMO_INSTANCE_PATH:-$(INSTANCE)} $(BIN)/pmo db upgrade
-	PMO_INSTANCE_PATH=$${PMO_INSTANCE_PATH:-$(INSTANCE)} $(BIN)/pmo demo
+	PMO_MFA_ENFORCE=$${PMO_MFA_ENFORCE:-false} PMO_INSTANCE_PATH=$${PMO_INSTANCE_PATH:-$(INSTANCE)} $(BIN)/pmo demo
 	@echo ""
 	@echo "デジタルPMO: http://127.0.0.1:5000 を開き、上のデモアカウントでログインしてください。"
-	PMO_INSTANCE_PATH=$${PMO_INSTANCE_PATH:-$(INSTANCE)} $(BIN)/pmo serve --host 127.0.0.1 --port 5000
+	@echo "（デモ環境では二要素認証を必須にしていません。PMO_MFA_ENFORCE=true make run で必須になります）"
+	PMO_MFA_ENFORCE=$${PMO_MFA_ENFORCE:-false} PMO_INSTANCE_PATH=$${PMO_INSTANCE_PATH:-$(INSTANCE)} $(BIN)/pmo serve --host 127.0.0.1 --port 5000
 
 serve: install
 	PMO_INSTANCE_PATH=$${PMO_INSTANCE_PATH:-$(INSTANCE)} $(BIN)/pmo serve --host 127.0.0.1 --port 5000
@@ -43,6 +44,10 @@ test-postgres:
 	@$(BIN)/python -c "import sys, sqlalchemy as sa; sa.create_engine(sys.argv[1]).connect().close()" \
 		"$${PMO_TEST_DATABASE_URL:-$(PG_URL)}" || { echo "PostgreSQL is not reachable at $${PMO_TEST_DATABASE_URL:-$(PG_URL)}: start it (.ci/run does)"; exit 1; }
 	env -u PMO_INSTANCE_PATH PMO_TEST_DATABASE_URL="$${PMO_TEST_DATABASE_URL:-$(PG_URL)}" $(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
+
+## audit: minimum pins, CycloneDX SBOM and pip-audit (CFG-05) into test-artifacts/supply-chain/
+audit: install-dev
+	$(BIN)/python scripts/supply_chain.py --out test-artifacts/supply-chain
 
 wheel: $(BIN)/python
 	$(BIN)/pip wheel --no-deps -w dist .

@@ -10,12 +10,13 @@ export PMO_DATABASE_URL=${PMO_LOAD_DATABASE_URL:-postgresql+psycopg://postgres@1
 dbname=${PMO_DATABASE_URL##*/}
 psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $dbname WITH (FORCE)" -c "CREATE DATABASE $dbname"
 password=load-test-password-2015
+totp=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP  # the demo accounts that need MFA get this authenticator
 $pmo db upgrade >/dev/null
-$pmo demo --password "$password" >/dev/null
+$pmo demo --password "$password" --totp-secret "$totp" >/dev/null
 $pmo serve --host 127.0.0.1 --port "$port" --workers "${PMO_WORKERS:-2}" --threads "${PMO_THREADS:-8}" >/tmp/pmo-load-server.log 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 1 60); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 1; done
-$py bench/load.py --base "http://127.0.0.1:$port" --users "$users" --seconds "$seconds" --password "$password"
+$py bench/load.py --base "http://127.0.0.1:$port" --users "$users" --seconds "$seconds" --password "$password" --totp-secret "$totp"
 echo "worker memory (RSS MB):"
 for pid in $(pgrep -P "$server"); do echo "  pid $pid: $(( $(awk '/VmHWM/ {print $2}' /proc/$pid/status) / 1024 )) peak, $(( $(awk '/VmRSS/ {print $2}' /proc/$pid/status) / 1024 )) now"; done

@@ -94,8 +94,10 @@ def seed() -> None:
 
 @click.command("demo")
 @click.option("--password", envvar="PMO_DEMO_PASSWORD", default=None, help="デモ用パスワード（省略時は生成）")
+@click.option("--totp-secret", envvar="PMO_DEMO_TOTP_SECRET", default=None,
+              help="二要素認証が必須の役割のデモアカウントに、この秘密鍵（base32）の認証アプリを登録済みにする（負荷試験用）")
 @with_appcontext
-def demo(password: str | None) -> None:
+def demo(password: str | None, totp_secret: str | None) -> None:
     """デモ用のアカウントとデータを登録する（本番環境では実行できません）。"""
     from pmo.seeding import DemoContext, run_demo, run_seed
 
@@ -108,11 +110,31 @@ def demo(password: str | None) -> None:
         ctx = DemoContext(seed_dir=data_dir("seed"), password=password, demo_date=demo_date,
                           upload_dir=upload_dir(current_app.config, current_app.instance_path))
         run_demo(session, ctx)
+        mfa_note = _demo_mfa(session, list(ctx.users.values()), totp_secret)
         session.commit()
         click.echo("デモアカウント（パスワードは全員共通）:")
         for user in ctx.users.values():
             click.echo(f"  {user.login_id:<16} {user.role.label}")
     click.echo(f"  パスワード: {password}")
+    if mfa_note:
+        click.echo(mfa_note)
+
+
+def _demo_mfa(session: Any, users: list[Any], totp_secret: str | None) -> str | None:
+    """Enrol the demo accounts that must use MFA with a given secret (benchmarks), or say what to expect."""
+    from pmo.accounts import mfa, mfa_service
+    from pmo.web.auth import mfa_settings
+
+    settings = mfa_settings()
+    needing = [u for u in users if mfa.mfa_required(u.role, True, settings.staff_too)]
+    if totp_secret:
+        for user in needing:
+            mfa_service.enrol_known_secret(session, user, totp_secret.replace(" ", "").upper(), settings.keys)
+        return f"  二要素認証: {', '.join(u.login_id for u in needing)} に指定の秘密鍵を登録しました。"
+    if not settings.enforce:
+        return "  二要素認証: この環境では無効です（PMO_MFA_ENFORCE=false。本番環境では起動できない設定です）。"
+    return (f"  二要素認証: {', '.join(u.login_id for u in needing)} は初回ログイン時に認証アプリの登録が必要です"
+            "（make run では PMO_MFA_ENFORCE=false で無効にしています）。")
 
 
 # --- users -------------------------------------------------------------------------------------
@@ -178,6 +200,25 @@ def users_disable(login_id: str) -> None:
         service.disable_account(session, _cli_actor(session), user.id)
         session.commit()
     click.echo(f"{login_id} を無効にしました。")
+
+
+@users_group.command("mfa-reset")
+@click.argument("login_id")
+@with_appcontext
+def users_mfa_reset(login_id: str) -> None:
+    """二要素認証をリセットし（スマートフォン紛失時など）、すべてのセッションを終了する。"""
+    from sqlalchemy import select
+
+    from pmo.accounts import mfa_service, service
+    from pmo.accounts.models import User
+
+    with database().session() as session:
+        user = session.scalar(select(User).where(User.login_id == service.normalize_login_id(login_id)))
+        if user is None:
+            raise click.ClickException(f"アカウント {login_id} が見つかりません。")
+        mfa_service.reset(session, _cli_actor(session), user.id)
+        session.commit()
+    click.echo(f"{login_id} の二要素認証をリセットしました。次回ログイン時に再登録が必要です。")
 
 
 @users_group.command("list")

@@ -46,6 +46,17 @@ class DefaultConfig:
     LOGIN_WINDOW_MINUTES = 5
     LOGIN_MAX_FAILURES_PER_USER = 5
     LOGIN_MAX_FAILURES_PER_IP = 20
+    # Second factor (AUTH-05, DECISIONS.md 1): TOTP required for privileged roles; body and
+    # prefecture staff only when MFA_FOR_STAFF is on. MFA_ENFORCE=false (no one is required to use
+    # it) is for the local demo only: production refuses to start with it.
+    MFA_ENFORCE = True
+    MFA_FOR_STAFF = False
+    MFA_ISSUER = "デジタルPMO"
+    MFA_ENCRYPTION_KEY: str | None = None  # default: derived from SECRET_KEY (and its fallbacks)
+    MFA_MAX_FAILURES_PER_USER = 5
+    MFA_MAX_FAILURES_PER_IP = 20
+    MFA_PENDING_MINUTES = 5  # time to enter the code after the password
+    REAUTH_MINUTES = 5  # SESS-06: changing one's own MFA needs a login or re-authentication this recent
     PASSWORD_MIN_LENGTH = 8
     PASSWORD_MAX_LENGTH = 128
     INITIAL_PASSWORD_HOURS = 72
@@ -138,6 +149,8 @@ def _check_secret(app_config: dict[str, Any], instance_path: Path) -> None:
             raise ConfigError("production needs PMO_SECRET_KEY of at least 32 bytes of random data")
         if app_config.get("DEMO"):
             raise ConfigError("demo data cannot be used in production")
+        if not app_config.get("MFA_ENFORCE", True):
+            raise ConfigError("production requires MFA for privileged roles: PMO_MFA_ENFORCE cannot be false")
         return
     if not app_config.get("SECRET_KEY"):
         app_config["SECRET_KEY"] = _instance_secret(instance_path)

@@ -1,6 +1,7 @@
 """Import every domain's models: the Alembic target, and what relationships resolve against."""
 
 from pmo.accounts.models import ApiToken, LoginAttempt, Role, User, UserSession  # noqa: F401
+from pmo.accounts.models import MfaCredential, MfaRecoveryCode  # noqa: F401
 from pmo.audit.models import AuditEntry  # noqa: F401
 from pmo.catalog.models import CatalogVersion, CompletionField, Milestone, Subtask, SubtaskTerms, WorkItem  # noqa: F401
 from pmo.delays.models import CaseEntry, FollowupCase  # noqa: F401

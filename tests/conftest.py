@@ -20,6 +20,8 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from pmo import create_app
+from pmo.accounts.mfa import PRIVILEGED_ROLES
+from pmo.accounts.mfa_service import enrol_known_secret
 from pmo.accounts.models import Role, User
 from pmo.accounts.service import hash_password
 from pmo.cli import upgrade_database
@@ -37,6 +39,8 @@ _accounts_service.use_password_hasher(PasswordHasher(time_cost=1, memory_cost=10
 
 TEST_PASSWORD = "correct horse battery staple 2015"
 SECRET = "t" * 64
+# The authenticator of every test user who has one: the fixtures log in with real TOTP codes from it.
+TEST_TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 
 # Bodies of SECURITY.md's fixtures, real ones: 市A and 市B in 県X (北海道), 市C in 県Y (青森県).
 PREF_X, CITY_A, CITY_B = "010006", "012033", "012025"  # 北海道, 小樽市, 函館市
@@ -168,7 +172,9 @@ def make_user(db_session: Session):  # type: ignore[no-untyped-def]
     """Create a user: ``make_user(Role.BODY_STAFF, CITY_A)`` or ``make_user(Role.MINISTRY_OFFICER, ministry="mic")``."""
 
     def create(role: Role, body_code: str | None = None, ministry: str | None = None,
-               password: str = TEST_PASSWORD, must_change: bool = False, login_id: str | None = None) -> User:
+               password: str = TEST_PASSWORD, must_change: bool = False, login_id: str | None = None,
+               mfa: bool | None = None) -> User:
+        """``mfa``: enrol TEST_TOTP_SECRET (default: for the roles that must use MFA)."""
         login_id = login_id or f"{role.value.replace('_', '-')}-{secrets.token_hex(3)}"
         body_id = ministry_id = None
         if body_code:
@@ -181,16 +187,64 @@ def make_user(db_session: Session):  # type: ignore[no-untyped-def]
             must_change_password=must_change,
         )
         db_session.add(user)
+        db_session.flush()
+        if mfa if mfa is not None else role in PRIVILEGED_ROLES:
+            enrol_known_secret(db_session, user, TEST_TOTP_SECRET, [SECRET])
         db_session.commit()
         return user
 
     return create
 
 
+def next_totp_code(session: Session, user_id: int, secret: str = TEST_TOTP_SECRET) -> str:
+    """A TOTP code the portal will accept now: of a time-step after the last one used.
+
+    The portal refuses a replayed step (AUTH-05); a test that logs one user in several times within
+    30 seconds would run out of steps, so the fixture then moves the user's last step back, as if
+    time had passed (test data only: the portal's check is unchanged).
+    """
+    from pmo.accounts import mfa
+    from pmo.accounts.models import MfaCredential
+
+    cred = session.scalar(sa.select(MfaCredential).where(MfaCredential.user_id == user_id)
+                          .execution_options(populate_existing=True))
+    current = mfa.time_step(clock.now())
+    last = cred.last_step if cred is not None else None
+    # The current or the next step: both stay valid if the clock crosses a step boundary meanwhile.
+    for step in (current, current + 1):
+        if last is None or step > last:
+            return mfa.code_at(secret, step)
+    session.execute(sa.update(MfaCredential).where(MfaCredential.user_id == user_id)
+                    .values(last_step=current - 1))
+    session.commit()
+    return mfa.code_at(secret, current)
+
+
+def second_step(client: PortalClient, session: Session | None, user: User, response: Any) -> Any:
+    """After the password step's ``response``: do the real second step it redirected to, a TOTP code
+    (computed from TEST_TOTP_SECRET) or first-time enrolment (reading the setup key off the page)."""
+    location = response.headers.get("Location", "")
+    if location.endswith("/login/mfa"):
+        assert session is not None
+        code = next_totp_code(session, user.id)
+        response = client.post_form("/login/mfa", {"code": code}, token_from="/login/mfa")
+        assert response.status_code == 302, response.get_data(as_text=True)[:500]
+    elif location.endswith("/login/mfa/setup"):
+        assert session is not None
+        page = client.get("/login/mfa/setup").get_data(as_text=True)
+        match = re.search(r'<span class="secret"[^>]*>([A-Z2-7 ]+)</span>', page)
+        assert match, "no setup key on the enrolment page"
+        code = next_totp_code(session, user.id, match.group(1).replace(" ", ""))
+        response = client.post_form("/login/mfa/setup", {"code": code}, token_from="/login/mfa/setup")
+        assert response.status_code == 200 and "リカバリーコード" in response.get_data(as_text=True)
+    return response
+
+
 class AuthActions:
-    def __init__(self, client: PortalClient, make_user: Any) -> None:
+    def __init__(self, client: PortalClient, make_user: Any, session: Session | None = None) -> None:
         self.client = client
         self.make_user = make_user
+        self.session = session
 
     def login(self, user: User | None = None, role: Role | None = None, body: str | None = None,
               ministry: str | None = None, password: str = TEST_PASSWORD) -> User:
@@ -204,12 +258,18 @@ class AuthActions:
         response = self.client.post_form("/login", {"login_id": user.login_id, "password": password},
                                           token_from="/login")
         assert response.status_code == 302, response.get_data(as_text=True)[:500]
+        self.second_step(user, response)
         return user
+
+    def second_step(self, user: User, response: Any) -> Any:
+        assert self.session is not None or not response.headers.get("Location", "").endswith(
+            ("/login/mfa", "/login/mfa/setup")), "AuthActions needs the db session to log in with MFA"
+        return second_step(self.client, self.session, user, response)
 
     def logout(self) -> Any:
         return self.client.post_form("/logout", token_from="/account")
 
 
 @pytest.fixture
-def auth(client: PortalClient, make_user: Any) -> AuthActions:
-    return AuthActions(client, make_user)
+def auth(client: PortalClient, make_user: Any, db_session: Session) -> AuthActions:
+    return AuthActions(client, make_user, db_session)

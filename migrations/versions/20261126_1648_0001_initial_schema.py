@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 18:31:27.832085
+Create Date: 2026-11-26 20:44:38.278189
 """
 from __future__ import annotations
 
@@ -72,6 +72,7 @@ def upgrade() -> None:
     sa.Column('ip', sa.String(length=64), nullable=False),
     sa.Column('success', sa.Boolean(), nullable=False),
     sa.Column('attempted_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('kind', sa.String(length=10), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_login_attempts'))
     )
     with op.batch_alter_table('login_attempts', schema=None) as batch_op:
@@ -504,6 +505,30 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_inquiries_ministry_id'), ['ministry_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_inquiries_status'), ['status'], unique=False)
 
+    op.create_table('mfa_credentials',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('secret_enc', sa.String(length=300), nullable=False),
+    sa.Column('created_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('confirmed_dt', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_step', sa.Integer(), nullable=True),
+    sa.Column('pending_secret_enc', sa.String(length=300), nullable=True),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_mfa_credentials_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_mfa_credentials')),
+    sa.UniqueConstraint('user_id', name=op.f('uq_mfa_credentials_user_id'))
+    )
+    op.create_table('mfa_recovery_codes',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('code_hash', sa.String(length=255), nullable=False),
+    sa.Column('created_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('used_dt', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_mfa_recovery_codes_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_mfa_recovery_codes'))
+    )
+    with op.batch_alter_table('mfa_recovery_codes', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_mfa_recovery_codes_user_id'), ['user_id'], unique=False)
+
     op.create_table('monthly_snapshots',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('month', sa.Date(), nullable=False),
@@ -651,6 +676,8 @@ def upgrade() -> None:
     sa.Column('end_reason', sa.String(length=40), nullable=True),
     sa.Column('ip', sa.String(length=64), nullable=True),
     sa.Column('user_agent', sa.String(length=300), nullable=True),
+    sa.Column('mfa_verified', sa.Boolean(), nullable=False),
+    sa.Column('reauth_dt', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_user_sessions_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_user_sessions')),
     sa.UniqueConstraint('sid_hash', name=op.f('uq_user_sessions_sid_hash'))
@@ -952,6 +979,11 @@ def downgrade() -> None:
 
     op.drop_table('plan_comments')
     op.drop_table('monthly_snapshots')
+    with op.batch_alter_table('mfa_recovery_codes', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_mfa_recovery_codes_user_id'))
+
+    op.drop_table('mfa_recovery_codes')
+    op.drop_table('mfa_credentials')
     with op.batch_alter_table('inquiries', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_inquiries_status'))
         batch_op.drop_index(batch_op.f('ix_inquiries_ministry_id'))

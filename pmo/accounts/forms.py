@@ -65,3 +65,13 @@ class RoleForm(VersionForm):
 
 class TokenForm(FlaskForm):
     name = StringField("用途", validators=[DataRequired(REQUIRED), Length(max=100)])
+
+
+class MfaCodeForm(FlaskForm):
+    code = StringField("確認コード", validators=[DataRequired(REQUIRED), Length(max=40)])
+
+
+class ReauthForm(FlaskForm):
+    password = PasswordField("パスワード", validators=[DataRequired(REQUIRED), Length(max=1024)])
+    code = StringField("確認コード", validators=[Length(max=40)])
+    next = HiddenField()

@@ -79,6 +79,11 @@ class UserSession(Base):
     end_reason: Mapped[str | None] = mapped_column(String(40))
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(300))
+    # Whether the login passed the second factor (AUTH-05); a session without it does not count
+    # for a user who must use MFA (role changed, or enforcement switched on, while logged in).
+    mfa_verified: Mapped[bool] = mapped_column(default=False)
+    # The last time the user proved who they are again (password, and code if enrolled): SESS-06.
+    reauth_dt: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     user: Mapped[User] = relationship()
 
@@ -93,6 +98,8 @@ class LoginAttempt(Base):
     ip: Mapped[str] = mapped_column(String(64), index=True)
     success: Mapped[bool]
     attempted_dt: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    # "password" or "totp" (the second step): each is throttled on its own counters.
+    kind: Mapped[str] = mapped_column(String(10), default="password")
 
 
 class ApiToken(Base):
@@ -111,3 +118,33 @@ class ApiToken(Base):
     revoked_dt: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     user: Mapped[User] = relationship()
+
+
+class MfaCredential(Base):
+    """A user's TOTP authenticator (RFC 6238). The secret is kept encrypted and never shown again
+    after enrolment; ``last_step`` is the last accepted time-step, so a code cannot be replayed."""
+
+    __tablename__ = "mfa_credentials"
+
+    id: Mapped[intpk]
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    secret_enc: Mapped[str] = mapped_column(String(300))
+    created_dt: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    confirmed_dt: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_step: Mapped[int | None]
+    # A replacement authenticator waiting for its first code (changing one's own app).
+    pending_secret_enc: Mapped[str | None] = mapped_column(String(300))
+
+    user: Mapped[User] = relationship()
+
+
+class MfaRecoveryCode(Base):
+    """A single-use recovery code, kept only as a hash."""
+
+    __tablename__ = "mfa_recovery_codes"
+
+    id: Mapped[intpk]
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(255))
+    created_dt: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    used_dt: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

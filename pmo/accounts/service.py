@@ -101,16 +101,21 @@ def normalize_login_id(login_id: str) -> str:
     return unicodedata.normalize("NFKC", login_id or "").strip().lower()[:64]
 
 
-def throttle_state(session: Session, login_id: str, ip: str, settings: LoginSettings) -> rules.ThrottleState:
+def throttle_state(
+    session: Session, login_id: str, ip: str, settings: LoginSettings, kind: str = "password"
+) -> rules.ThrottleState:
+    """Failures in the window for this account and this address; ``kind`` is "password" or "totp"."""
     since = clock.now() - settings.window
     user_failures = session.scalar(
         select(func.count()).where(
-            LoginAttempt.login_id == login_id, LoginAttempt.success.is_(False), LoginAttempt.attempted_dt >= since
+            LoginAttempt.login_id == login_id, LoginAttempt.success.is_(False), LoginAttempt.attempted_dt >= since,
+            LoginAttempt.kind == kind,
         )
     )
     ip_failures = session.scalar(
         select(func.count()).where(
-            LoginAttempt.ip == ip, LoginAttempt.success.is_(False), LoginAttempt.attempted_dt >= since
+            LoginAttempt.ip == ip, LoginAttempt.success.is_(False), LoginAttempt.attempted_dt >= since,
+            LoginAttempt.kind == kind,
         )
     )
     return rules.ThrottleState(user_failures or 0, ip_failures or 0)
@@ -186,17 +191,20 @@ def _sid_hash(sid: str) -> str:
     return hashlib.sha256(sid.encode()).hexdigest()
 
 
-def start_session(session: Session, user: User, ip: str | None, user_agent: str | None) -> str:
+def start_session(
+    session: Session, user: User, ip: str | None, user_agent: str | None, mfa_verified: bool = False
+) -> str:
     """Open a server-side session; return the secret session id for the cookie."""
     sid = secrets.token_urlsafe(32)
     now = clock.now()
     session.add(
         UserSession(
             sid_hash=_sid_hash(sid), user_id=user.id, created_dt=now, last_seen_dt=now,
-            ip=ip, user_agent=(user_agent or "")[:300],
+            ip=ip, user_agent=(user_agent or "")[:300], mfa_verified=mfa_verified,
         )
     )
-    audit.record(session, actor_for(user), "auth.login", target=user, target_body_code=_code(user))
+    audit.record(session, actor_for(user), "auth.login", target=user, target_body_code=_code(user),
+                 detail="with second factor" if mfa_verified else None)
     return sid
 
 

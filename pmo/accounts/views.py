@@ -59,6 +59,9 @@ def login() -> Any:
             status = 429 if exc.throttled else 200
         else:
             target = safe_next(form.next.data, home)
+            second_step = mfa_views.begin_second_step(user, target)
+            if second_step is not None:  # the code (or enrolment) comes first (AUTH-05)
+                return second_step
             # A new session id at login: nothing from before login survives (SESS-01).
             session.clear()
             session["sid"] = service.start_session(db, user, client_ip(), request.headers.get("User-Agent"))
@@ -210,8 +213,11 @@ def user_detail(user_id: int) -> Any:
     role_form = RoleForm(version=user.version)
     role_form.role.choices = [(r.value, r.label) for r in Role if r in GRANTABLE_ROLES.get(actor.role, frozenset())]
     role_form.role.data = user.role.value
+    from pmo.accounts import mfa_service
+
     return render_template("accounts/user_detail.html", user=user, sessions=service.open_sessions(db, user),
-                           form=VersionForm(version=user.version), role_form=role_form)
+                           form=VersionForm(version=user.version), role_form=role_form,
+                           mfa_enrolled=mfa_service.credential(db, user) is not None)
 
 
 def _version(form: VersionForm) -> int | None:
@@ -265,3 +271,7 @@ def user_action(user_id: int, action: str) -> Any:
     db.commit()
     flash(message, "success")
     return redirect(url_for("accounts.user_detail", user_id=user_id))
+
+
+# The second factor's pages share this blueprint (imported last: they use bp and the helpers above).
+from pmo.accounts import mfa_views  # noqa: E402

@@ -21,6 +21,16 @@ ACTIONS = {
     "api_token.created": "APIトークン発行",
     "api_token.revoked": "APIトークン失効",
     "ops.backup": "バックアップ",
+    "auth.mfa_success": "二要素認証の成功",
+    "auth.mfa_failed": "二要素認証の失敗",
+    "auth.mfa_throttled": "確認コード試行の制限",
+    "auth.mfa_enrolled": "二要素認証の登録",
+    "auth.mfa_changed": "二要素認証の端末変更",
+    "auth.mfa_removed": "二要素認証の解除（本人）",
+    "auth.mfa_recovery_codes_renewed": "リカバリーコードの再発行",
+    "auth.reauthenticated": "本人確認（再認証）",
+    "auth.reauth_failed": "本人確認（再認証）の失敗",
+    "account.mfa_reset": "二要素認証のリセット",
 }
 PREFIXES = {
     "plans.": "計画・実績", "catalog.": "作業項目カタログ", "delays.": "遅延フォロー", "cases.": "遅延フォロー",

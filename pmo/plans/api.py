@@ -47,7 +47,8 @@ def _item(row: service.SheetRow) -> dict[str, Any]:
 @bp.route("/<code>/plans", methods=("GET", "PUT"))
 @require(Permission.PLAN_VIEW)
 @document("団体の計画・実績。GETはサブタスクごとの値と版、PUTは指定したサブタスクを更新（版が古いと409で両方の値を返し、何も更新しない）",
-          request_body={"type": "object", "properties": {"plans": {"type": "array", "items": PLAN_ITEM}}},
+          request_body={"type": "object", "properties": {"plans": {"type": "array", "items": PLAN_ITEM}},
+                        "required": ["plans"]},
           response=SHEET, responses={"409": "他のユーザーが先に更新しました（両方の値を返します）"})
 def plans(code: str) -> Any:
     if request.method == "PUT":

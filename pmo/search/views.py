@@ -73,6 +73,12 @@ def catch_up(app: Flask) -> None:
             session.commit()
     except Exception:
         log.exception("search catch-up indexing failed")
+    # The request's own session may hold a read snapshot taken before those writes (loading the
+    # token's owner and body); on SQLite a write from a stale snapshot fails at once with "database
+    # is locked" (SQLITE_BUSY_SNAPSHOT), e.g. recording a search that found nothing. End it here.
+    request_session = g.get("pmo_session")
+    if request_session is not None and request_session.in_transaction():
+        request_session.commit()
 
 
 def drain_after_request(app: Flask) -> None:

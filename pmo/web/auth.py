@@ -13,6 +13,7 @@ from typing import Any, Callable, TypeVar
 from flask import Flask, abort, current_app, g, redirect, request, session, url_for
 from flask_login import LoginManager, UserMixin, current_user
 
+from pmo.accounts import mfa_service
 from pmo.accounts import service as accounts
 from pmo.accounts.models import User, UserSession
 from pmo.accounts.permissions import Actor, Permission, can
@@ -82,6 +83,40 @@ def _holds_anywhere(permission: Permission) -> bool:
     return scope_of(actor, permission) is not None and actor.body is not None
 
 
+def fresh_required(view: F) -> F:
+    """Refuse a sensitive change of one's own account until the user re-authenticates (SESS-06).
+
+    The login itself counts when it is at most REAUTH_MINUTES old; otherwise the user is sent to the
+    re-authentication page (password, and code when enrolled) and back.
+    """
+
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        from pmo.core import clock
+
+        if not mfa_service.is_fresh(current_user.session_row, clock.now(), current_app.config["REAUTH_MINUTES"]):
+            back = request.full_path.rstrip("?") if request.method == "GET" else url_for("accounts.mfa_manage")
+            return redirect(url_for("accounts.reauth", next=back))
+        return view(*args, **kwargs)
+
+    return wrapped  # type: ignore[return-value]
+
+
+def mfa_settings() -> mfa_service.MfaSettings:
+    cfg = current_app.config
+    keys = [cfg["MFA_ENCRYPTION_KEY"]] if cfg.get("MFA_ENCRYPTION_KEY") else [
+        cfg["SECRET_KEY"], *(cfg.get("SECRET_KEY_FALLBACKS") or [])
+    ]
+    return mfa_service.MfaSettings(
+        enforce=bool(cfg["MFA_ENFORCE"]), staff_too=bool(cfg["MFA_FOR_STAFF"]), keys=keys,
+        issuer=cfg["MFA_ISSUER"],
+        throttle=accounts.LoginSettings(
+            window=dt.timedelta(minutes=cfg["LOGIN_WINDOW_MINUTES"]),
+            max_per_user=cfg["MFA_MAX_FAILURES_PER_USER"], max_per_ip=cfg["MFA_MAX_FAILURES_PER_IP"],
+        ),
+    )
+
+
 def current_actor() -> Actor:
     """The Actor of the request; only call behind ``@require``."""
     return current_user.actor  # type: ignore[no-any-return]
@@ -121,6 +156,13 @@ def _load_request_user(req: Any) -> PortalUser | None:
             g.session_expired = True
         return None
     user, row = result
+    if not row.mfa_verified and mfa_service.is_required(user, mfa_settings()):
+        # A session opened without the second factor no longer counts once the user must use it
+        # (role raised, or enforcement switched on): log in again, with MFA (AUTH-05).
+        accounts.end_session(db, sid, "mfa_required")
+        db.commit()
+        session.clear()
+        return None
     if db.dirty:
         db.commit()
     return PortalUser(user, sid, row)
@@ -130,6 +172,11 @@ def init_app(app: Flask) -> None:
     login_manager.init_app(app)
     login_manager.request_loader(_load_request_user)
     login_manager.login_view = "accounts.login"
+
+    @app.context_processor
+    def _mfa_notice() -> dict[str, Any]:
+        # The local demo runs without MFA enforcement (production refuses it): say so on every page.
+        return {"mfa_off": not app.config["MFA_ENFORCE"]}
 
     @app.before_request
     def _force_password_change() -> Any:

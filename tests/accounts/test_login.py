@@ -14,7 +14,7 @@ from pmo.accounts.models import LoginAttempt, Role, User
 from pmo.accounts.service import LOGIN_FAILED_MESSAGE, THROTTLED_MESSAGE
 from pmo.audit.models import AuditEntry
 from pmo.core import clock
-from tests.conftest import CITY_A, CITY_B, TEST_PASSWORD
+from tests.conftest import CITY_A, CITY_B, TEST_PASSWORD, second_step
 
 T0 = dt.datetime(2026, 4, 1, 0, 0, tzinfo=dt.UTC)
 
@@ -26,6 +26,11 @@ def page_version(client, path):
 
 def try_login(client, login_id, password, **kwargs):
     return client.post_form("/login", {"login_id": login_id, "password": password}, token_from="/login", **kwargs)
+
+
+def login_with_code(client, user, db_session):
+    """Password, then the TOTP code (accounts that must use MFA)."""
+    return second_step(client, db_session, user, try_login(client, user.login_id, TEST_PASSWORD))
 
 
 def page_text(response):
@@ -132,7 +137,7 @@ def test_a_body_admin_unlocks_a_throttled_account(app, make_user, db_session):
     for _ in range(5):
         try_login(victim_client, user.login_id, "wrong password!")
     assert try_login(victim_client, user.login_id, TEST_PASSWORD).status_code == 429
-    assert try_login(admin_client, admin.login_id, TEST_PASSWORD).status_code == 302
+    assert login_with_code(admin_client, admin, db_session).status_code == 302
     response = admin_client.post_form(f"/accounts/users/{user.id}/unlock", token_from=f"/accounts/users/{user.id}")
     assert response.status_code == 302
     assert try_login(victim_client, user.login_id, TEST_PASSWORD).status_code == 302
@@ -237,7 +242,7 @@ def test_an_initial_password_is_random_shown_once_and_single_use(app, make_user,
 
     admin = make_user(Role.BODY_ADMIN, CITY_A)
     admin_client = app.test_client()
-    try_login(admin_client, admin.login_id, TEST_PASSWORD)
+    login_with_code(admin_client, admin, db_session)
     _, first = issue(admin_client, "otaru-sato")
     _, second = issue(admin_client, "otaru-suzuki")
     assert first and second and first != second
@@ -267,11 +272,11 @@ def test_an_initial_password_is_random_shown_once_and_single_use(app, make_user,
     assert try_login(app.test_client(), "otaru-sato", first).status_code == 200
 
 
-def test_an_initial_password_expires_after_72_hours(app, make_user):
+def test_an_initial_password_expires_after_72_hours(app, make_user, db_session):
     clock.freeze(T0)
     admin = make_user(Role.BODY_ADMIN, CITY_A)
     admin_client = app.test_client()
-    try_login(admin_client, admin.login_id, TEST_PASSWORD)
+    login_with_code(admin_client, admin, db_session)
     _, password = issue(admin_client, "otaru-takahashi")
     clock.advance(dt.timedelta(hours=72, minutes=1))
     response = try_login(app.test_client(), "otaru-takahashi", password)
@@ -287,7 +292,7 @@ def test_disabling_ends_the_users_sessions_on_the_next_request(app, make_user, d
     admin = make_user(Role.BODY_ADMIN, CITY_A)
     user = make_user(Role.BODY_STAFF, CITY_A)
     admin_client, user_client = app.test_client(), app.test_client()
-    try_login(admin_client, admin.login_id, TEST_PASSWORD)
+    login_with_code(admin_client, admin, db_session)
     try_login(user_client, user.login_id, TEST_PASSWORD)
     assert user_client.get("/bodies/").status_code == 200
     detail = f"/accounts/users/{user.id}"
@@ -306,7 +311,7 @@ def test_disabling_ends_the_users_sessions_on_the_next_request(app, make_user, d
 def test_generic_login_ids_are_refused(app, make_user, db_session, login_id):
     admin = make_user(Role.BODY_ADMIN, CITY_A)
     client = app.test_client()
-    try_login(client, admin.login_id, TEST_PASSWORD)
+    login_with_code(client, admin, db_session)
     response, password = issue(client, login_id)
     assert password is None
     assert "共用の名前" in page_text(response)
@@ -316,7 +321,7 @@ def test_generic_login_ids_are_refused(app, make_user, db_session, login_id):
 def test_a_second_account_with_the_same_email_is_refused(app, make_user, db_session):
     admin = make_user(Role.BODY_ADMIN, CITY_A)
     client = app.test_client()
-    try_login(client, admin.login_id, TEST_PASSWORD)
+    login_with_code(client, admin, db_session)
     response, password = issue(client, "otaru-ito", email=admin.email.upper())
     assert password is None
     assert "既に別のアカウントで使われています" in page_text(response)
@@ -334,7 +339,7 @@ def test_the_review_list_shows_accounts_unused_for_90_days(app, make_user, db_se
     fresh.last_login_dt = T0 - dt.timedelta(days=89)
     db_session.commit()
     client = app.test_client()
-    try_login(client, admin.login_id, TEST_PASSWORD)
+    login_with_code(client, admin, db_session)
     html = page_text(client.get("/accounts/users?show=review")).split("<tbody>")[1].split("</tbody>")[0]
     assert "otaru-stale" in html
     assert "otaru-fresh" not in html and "hakodate-stale" not in html and "otaru-admin" not in html
@@ -344,7 +349,7 @@ def test_the_last_admin_of_a_body_can_be_neither_disabled_nor_demoted(app, make_
     admin = make_user(Role.BODY_ADMIN, CITY_A)
     sysadmin = make_user(Role.SYSTEM_ADMIN, ministry="cas")
     client = app.test_client()
-    try_login(client, sysadmin.login_id, TEST_PASSWORD)
+    login_with_code(client, sysadmin, db_session)
     detail = f"/accounts/users/{admin.id}"
     response = client.post_form(f"{detail}/disable", {"version": page_version(client, detail)}, token_from=detail)
     assert "最後の管理者" in page_text(client.get(response.headers["Location"]))

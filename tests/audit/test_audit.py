@@ -17,11 +17,13 @@ from pmo.accounts.models import Role, User
 from pmo.accounts.permissions import Actor
 from pmo.audit.models import AuditEntry
 from pmo.web.logs import JsonFormatter
-from tests.conftest import CITY_A, CITY_B, TEST_PASSWORD
+from tests.conftest import CITY_A, CITY_B, TEST_PASSWORD, second_step
 
 
-def login(client, user, password=TEST_PASSWORD):
-    return client.post_form("/login", {"login_id": user.login_id, "password": password}, token_from="/login")
+def login(client, user, password=TEST_PASSWORD, session=None):
+    """Password, then the TOTP code for accounts that must use MFA (give ``session`` for those)."""
+    response = client.post_form("/login", {"login_id": user.login_id, "password": password}, token_from="/login")
+    return second_step(client, session, user, response)
 
 
 def entries(db_session, action):
@@ -35,7 +37,7 @@ def test_each_security_event_writes_one_complete_entry(app, make_user, db_sessio
     staff = make_user(Role.BODY_STAFF, CITY_A)
     admin_client, staff_client = app.test_client(), app.test_client()
     login(staff_client, staff, "wrong password here")
-    login(admin_client, admin)
+    login(admin_client, admin, session=db_session)
     login(staff_client, staff)
     staff_client.get("/accounts/users")  # denied
     detail = f"/accounts/users/{staff.id}"

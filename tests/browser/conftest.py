@@ -24,6 +24,7 @@ from pmo import create_app
 from pmo.accounts.models import Role
 from pmo.cli import upgrade_database
 from pmo.paths import data_dir
+from tests.conftest import TEST_TOTP_SECRET, next_totp_code
 from tests.databases import own_database
 
 CHROMIUM = os.environ.get("PMO_CHROMIUM", "/usr/bin/chromium")
@@ -33,6 +34,8 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 LIVE_PASSWORD = "live-test-password-2015"
+LIVE_SECRET_KEY = "b" * 64
+_live: dict[str, Any] = {}  # the running live server, for login() to read a user's last TOTP step
 
 
 class LiveServer:
@@ -45,7 +48,10 @@ class LiveServer:
         return self.app.extensions["pmo_db"].session()
 
     def make_user(self, role: Role, body_code: str | None = None, ministry: str | None = None,
-                  must_change: bool = False, password: str = LIVE_PASSWORD) -> Any:
+                  must_change: bool = False, password: str = LIVE_PASSWORD, mfa: bool | None = None) -> Any:
+        """``mfa``: enrol TEST_TOTP_SECRET (default: for the roles that must use MFA); login() types its codes."""
+        from pmo.accounts.mfa import PRIVILEGED_ROLES
+        from pmo.accounts.mfa_service import enrol_known_secret
         from pmo.accounts.models import User
         from pmo.accounts.service import hash_password
         from pmo.orgs.models import Body, Ministry
@@ -58,6 +64,9 @@ class LiveServer:
                         role=role, body_id=body_id, ministry_id=ministry_id, password_hash=hash_password(password),
                         must_change_password=must_change)
             session.add(user)
+            session.flush()
+            if mfa if mfa is not None else role in PRIVILEGED_ROLES:
+                enrol_known_secret(session, user, TEST_TOTP_SECRET, [LIVE_SECRET_KEY])
             session.commit()
             return user
 
@@ -67,7 +76,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     root = tmp_path_factory.mktemp("live")
     url = own_database(root, "live")
     upgrade_database(url)
-    app = create_app({"DATABASE_URL": url, "INSTANCE_PATH": str(root / "instance"), "SECRET_KEY": "b" * 64,
+    app = create_app({"DATABASE_URL": url, "INSTANCE_PATH": str(root / "instance"), "SECRET_KEY": LIVE_SECRET_KEY,
                       "LOGIN_MAX_FAILURES_PER_IP": 1000})
     from pmo.seeding import run_seed
 
@@ -77,7 +86,9 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield LiveServer(app, f"http://127.0.0.1:{server.server_port}")
+    _live["server"] = LiveServer(app, f"http://127.0.0.1:{server.server_port}")
+    yield _live["server"]
+    _live.clear()
     server.shutdown()
     app.extensions["pmo_db"].engine.dispose()
 
@@ -130,12 +141,21 @@ def new_page(browser: Any, live_server: LiveServer) -> Iterator[Any]:
 
 
 def login(page: Any, login_id: str, password: str = LIVE_PASSWORD) -> None:
-    """Log in through the login form."""
+    """Log in through the login form, then type the TOTP code when the account has MFA (AUTH-05)."""
     page.goto("/login")
     page.get_by_label("ログインID").fill(login_id)
     page.get_by_label("パスワード").fill(password)
     page.get_by_role("button", name="ログイン").click()
     page.wait_for_load_state()
+    if page.url.endswith("/login/mfa"):
+        from pmo.accounts.models import User
+
+        with _live["server"].session() as session:
+            user_id = session.scalar(sa.select(User.id).where(User.login_id == login_id))
+            code = next_totp_code(session, user_id)
+        page.get_by_label("確認コード").fill(code)
+        page.get_by_role("button", name="確認する").click()
+        page.wait_for_load_state()
 
 
 def logout(page: Any) -> None:

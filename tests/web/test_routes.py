@@ -12,12 +12,13 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from pmo.accounts.models import ApiToken, Role
 from pmo.core import clock
 from pmo.web.auth import PUBLIC_ENDPOINTS
-from tests.conftest import CITY_A, TEST_PASSWORD
+from tests.conftest import CITY_A, TEST_PASSWORD, second_step
 from tests.web.routes import UNSAFE, method_cases, rules, sample_url
 
 # Reachable without login. Anything not listed here must declare a permission with @require.
 PUBLIC = {
     "static", "home.index", "accounts.login", "api.openapi",
+    "accounts.mfa_verify", "accounts.mfa_enroll",  # the second step of the login (AUTH-05)
     "ops.healthz",  # health for the load balancer, no internals
     "ops.metrics",  # checks its own token or a local caller
 }
@@ -87,22 +88,22 @@ def test_automatic_options_answers_carry_no_data(app, client):
 # --- CSRF-01 -------------------------------------------------------------------------------------
 
 
-def login(client, user):
+def login(client, user, session=None):
     response = client.post_form("/login", {"login_id": user.login_id, "password": TEST_PASSWORD}, token_from="/login")
     assert response.status_code == 302
-    return response
+    return second_step(client, session, user, response)
 
 
 def csrf_cases(app):
     return [(e, m, r) for e, m, r in method_cases(app, UNSAFE) if not r.rule.startswith("/api/")]
 
 
-def test_every_unsafe_route_refuses_a_missing_or_foreign_or_expired_token(app, make_user, monkeypatch):
+def test_every_unsafe_route_refuses_a_missing_or_foreign_or_expired_token(app, make_user, monkeypatch, db_session):
     sysadmin = make_user(Role.SYSTEM_ADMIN, ministry="cas")
     other = make_user(Role.BODY_STAFF, CITY_A)
     target = make_user(Role.BODY_STAFF, CITY_A)
     mine, theirs = app.test_client(), app.test_client()
-    login(mine, sysadmin)
+    login(mine, sysadmin, db_session)
     login(theirs, other)
     foreign_token = theirs.csrf_token("/account")
     with monkeypatch.context() as patch:  # a token signed 13 hours ago (only the CSRF signer is old)
@@ -125,12 +126,12 @@ def test_every_unsafe_route_refuses_a_missing_or_foreign_or_expired_token(app, m
         assert mine.get("/account").status_code == 200  # still logged in, nothing happened
 
 
-def test_a_valid_token_passes_on_every_unsafe_route(app, make_user):
+def test_a_valid_token_passes_on_every_unsafe_route(app, make_user, db_session):
     sysadmin = make_user(Role.SYSTEM_ADMIN, ministry="cas")
     target = make_user(Role.BODY_STAFF, CITY_A)
     for endpoint, method, rule in csrf_cases(app):
         client = app.test_client()
-        login(client, sysadmin)
+        login(client, sysadmin, db_session)
         url = sample_url(rule, {"user_id": target.id})
         response = client.open(url, method=method, data={"csrf_token": client.csrf_token("/account")})
         assert CSRF_PAGE not in response.get_data(as_text=True), endpoint
@@ -180,11 +181,11 @@ def write_spy(connection):
     (None, None), (Role.SYSTEM_ADMIN, {"ministry": "cas"}), (Role.BODY_ADMIN, {"body_code": CITY_A}),
     (Role.PREFECTURE_STAFF, {"body_code": "010006"}),
 ])
-def test_safe_methods_never_write(app, client, make_user, write_spy, role, where):
+def test_safe_methods_never_write(app, client, make_user, write_spy, role, where, db_session):
     clock.freeze(dt.datetime(2026, 4, 1, tzinfo=dt.UTC))
     subject = make_user(Role.BODY_STAFF, CITY_A)
     if role is not None:
-        login(client, make_user(role, **where))
+        login(client, make_user(role, **where), db_session)
     token = client.get("/account")  # warm up: the login itself may write
     assert token.status_code in (200, 302)
     write_spy.clear()
