@@ -66,7 +66,7 @@ def build(url: str) -> sa.Engine:
 def add_history(engine: sa.Engine) -> None:
     """Give every plan one revision (as a national import would), dated 2015-06-01."""
     with make_session_factory(engine)() as session:
-        cols = [c for c in service.STATE_COLUMNS[3:]]
+        cols = [*service.DATE_COLUMNS, *service.PRECISION_COLUMNS, "not_applicable_reason", "vendor", "progress"]
         rows = session.execute(sa.select(Plan.id, Plan.body_id, Plan.subtask_id,
                                          *[getattr(Plan, c) for c in cols])).all()
         recorded = dt.datetime(2015, 6, 1, tzinfo=dt.timezone.utc)
