@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import BigInteger, Date, Integer, String, case, func, literal_column, select
 from sqlalchemy import cast as sa_cast
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from pmo.accounts.permissions import Actor, Permission, visible_prefecture
@@ -152,8 +151,8 @@ def narrow(reach: Reach, prefecture_code: str | None = None, body_id: int | None
 # << 36, and ``rest`` = actual end | the five flags (a bit per month-precision date, one for 対象外)
 # << 18 | (progress + 1) << 23. numpy
 # unpacks whole columns with shifts and masks and views them as datetime64[D]; no Python date, string
-# or JSON object is made per value. A past date's state is read from the revisions' JSON by the
-# database as well (``json_extract``; ``jsonb`` on PostgreSQL), so replay decodes no JSON in Python.
+# or JSON object is made per value. A past date's state is read the same way from the revisions'
+# typed state columns (``PlanRevision.planned_start`` …), so replay decodes no JSON either.
 
 DAY_BITS = 18
 _DAY_MASK = (1 << DAY_BITS) - 1
@@ -311,36 +310,21 @@ def revision_cutoff(as_of: dt.date) -> dt.datetime:
 def _replayed_states(session: Session, reach: Reach, as_of: dt.date) -> dict[str, np.ndarray]:
     """Return each plan's state on ``as_of`` from its revisions (the current row when it has none).
 
-    The newest revision per plan is picked with a window function; its fields are read from the
-    JSON by the database (PostgreSQL: the ``json`` is cast to ``jsonb`` once per row, then each
-    field is a cheap lookup).
+    The newest revision per plan recorded by the end of ``as_of`` is picked with a window function
+    over the revisions' typed state columns (filled from the JSON when each revision was written),
+    so no JSON is decoded at all.
     """
+    r = PlanRevision
+    reason = r.not_applicable_reason
     ranked = _scoped(select(
-        PlanRevision.id.label("revision_id"),
-        func.row_number().over(
-            partition_by=PlanRevision.plan_id, order_by=(PlanRevision.recorded_dt.desc(), PlanRevision.id.desc())
-        ).label("rn"),
-    ).where(PlanRevision.recorded_dt < revision_cutoff(as_of)), reach, PlanRevision.body_id).subquery()
-    postgresql = _is_postgresql(session)
-    after = sa_cast(PlanRevision.after, JSONB) if postgresql else PlanRevision.after
-    latest = (
-        select(PlanRevision.plan_id, PlanRevision.body_id, PlanRevision.subtask_id, after.label("after"))
-        .join(ranked, ranked.c.revision_id == PlanRevision.id).where(ranked.c.rn == 1)
-    ).subquery()
-
-    def field(name: str) -> Any:
-        if postgresql:
-            return latest.c.after.op("->>")(literal_column(f"'{name}'"))
-        return func.json_extract(latest.c.after, literal_column(f"'$.{name}'"))
-
-    reason = field("not_applicable_reason")
-    stmt = select(
-        latest.c.plan_id, sa_cast(latest.c.body_id, BigInteger) * _KEY_FACTOR + latest.c.subtask_id,
-        *_packed(session, {c: field(c) for c in DATE_COLUMNS}, {c: field(c) for c in PRECISION_COLUMNS},
-                 _not_blank(reason), sa_cast(field("progress"), Integer)),
-        field("vendor"), reason,
-    )
-    replayed = _state_columns(session, stmt)
+        r.plan_id, sa_cast(r.body_id, BigInteger) * _KEY_FACTOR + r.subtask_id,
+        *_packed(session, {c: getattr(r, c) for c in DATE_COLUMNS}, {c: getattr(r, c) for c in PRECISION_COLUMNS},
+                 _not_blank(reason), r.progress),
+        r.vendor, reason,
+        func.row_number().over(partition_by=r.plan_id, order_by=(r.recorded_dt.desc(), r.id.desc())).label("rn"),
+    ).where(r.recorded_dt < revision_cutoff(as_of)), reach, r.body_id).subquery()
+    columns = list(ranked.c)[:-1]  # all but rn
+    replayed = _state_columns(session, select(*columns).where(ranked.c.rn == 1))
     # A plan with revisions is judged by them only (none yet on D: it did not exist on D);
     # a plan without any revision (loaded before the history was kept) as it stands now.
     current = _current_states(session, reach, without_history=True)
@@ -591,6 +575,27 @@ def data_fingerprint(session: Session) -> tuple[Any, ...]:
     catalog = (session.scalar(select(func.max(CatalogVersion.id))), session.scalar(select(func.count(SubtaskTerms.id))))
     bodies = session.scalar(select(func.count(Body.id)))
     return (*plans, *revisions, *catalog, bodies)
+
+
+def data_version(session: Session) -> tuple[Any, ...]:
+    """Return the version of everything a roll-up is computed from, in one cheap query (index look-ups).
+
+    Every plan write appends a ``PlanRevision`` (the UI, the API, imports and the demo alike), so the
+    newest revision id is a counter of plan changes; the newest plan id counts new plans. The catalog
+    is versioned (every change of terms or milestones is a new ``CatalogVersion``), and monthly closes
+    are counted by their id and close time. The body master (names, population) is not versioned: a
+    change shows once any plan changes, or when the cached entry expires (one hour).
+    """
+    from pmo.catalog.models import CatalogVersion, SubtaskTerms
+
+    def newest(column: Any) -> Any:
+        return select(func.max(column)).scalar_subquery()
+
+    row = session.execute(select(
+        newest(PlanRevision.id), newest(Plan.id), newest(CatalogVersion.id), newest(SubtaskTerms.id),
+        newest(MonthlySnapshot.id), newest(MonthlySnapshot.closed_dt), newest(Body.id),
+    )).one()
+    return tuple(v.isoformat() if isinstance(v, dt.datetime) else v for v in row)
 
 
 def signal_items(state: DelayState) -> list[dict[str, Any]]:
