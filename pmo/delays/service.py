@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import BigInteger, Date, Integer, String, case, func, literal_column, select
 from sqlalchemy import cast as sa_cast
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
 from pmo.accounts.permissions import Actor, Permission, visible_prefecture
@@ -310,21 +311,31 @@ def revision_cutoff(as_of: dt.date) -> dt.datetime:
 def _replayed_states(session: Session, reach: Reach, as_of: dt.date) -> dict[str, np.ndarray]:
     """Return each plan's state on ``as_of`` from its revisions (the current row when it has none).
 
-    The newest revision per plan recorded by the end of ``as_of`` is picked with a window function
-    over the revisions' typed state columns (filled from the JSON when each revision was written),
-    so no JSON is decoded at all.
+    The newest revision per plan recorded by the end of ``as_of`` is picked (``DISTINCT ON`` on
+    PostgreSQL, a window function on SQLite) from the revisions' typed state columns, filled from the
+    JSON when each revision was written, so no JSON is decoded at all.
     """
     r = PlanRevision
-    reason = r.not_applicable_reason
-    ranked = _scoped(select(
-        r.plan_id, sa_cast(r.body_id, BigInteger) * _KEY_FACTOR + r.subtask_id,
-        *_packed(session, {c: getattr(r, c) for c in DATE_COLUMNS}, {c: getattr(r, c) for c in PRECISION_COLUMNS},
-                 _not_blank(reason), r.progress),
-        r.vendor, reason,
-        func.row_number().over(partition_by=r.plan_id, order_by=(r.recorded_dt.desc(), r.id.desc())).label("rn"),
-    ).where(r.recorded_dt < revision_cutoff(as_of)), reach, r.body_id).subquery()
-    columns = list(ranked.c)[:-1]  # all but rn
-    replayed = _state_columns(session, select(*columns).where(ranked.c.rn == 1))
+    raw = [r.plan_id, r.body_id, r.subtask_id, *[getattr(r, c) for c in (*DATE_COLUMNS, *PRECISION_COLUMNS)],
+           r.progress, r.vendor, r.not_applicable_reason]
+    newest = select(*raw).where(r.recorded_dt < revision_cutoff(as_of))
+    if _is_postgresql(session):  # one sort, no window
+        newest = newest.ext(distinct_on(r.plan_id)).order_by(r.plan_id, r.recorded_dt.desc(), r.id.desc())
+    else:
+        newest = newest.add_columns(func.row_number().over(
+            partition_by=r.plan_id, order_by=(r.recorded_dt.desc(), r.id.desc())).label("rn"))
+    newest = _scoped(newest, reach, r.body_id).subquery()
+    c = newest.c
+    reason = c.not_applicable_reason
+    stmt = select(
+        c.plan_id, sa_cast(c.body_id, BigInteger) * _KEY_FACTOR + c.subtask_id,
+        *_packed(session, {n: c[n] for n in DATE_COLUMNS}, {n: c[n] for n in PRECISION_COLUMNS},
+                 _not_blank(reason), c.progress),
+        c.vendor, reason,
+    )
+    if not _is_postgresql(session):
+        stmt = stmt.where(c.rn == 1)
+    replayed = _state_columns(session, stmt)
     # A plan with revisions is judged by them only (none yet on D: it did not exist on D);
     # a plan without any revision (loaded before the history was kept) as it stands now.
     current = _current_states(session, reach, without_history=True)
