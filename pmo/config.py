@@ -58,6 +58,9 @@ class DefaultConfig:
 
     TRUSTED_PROXIES = 0  # number of reverse proxies in front (ProxyFix x_for)
     REDIS_URL: str | None = None
+    ROLLUP_CACHE = True  # share dashboard roll-ups between requests and workers (Redis when REDIS_URL is set)
+    ROLLUP_CACHE_SECONDS = 3600
+    ROLLUP_CACHE_LOCAL_SIZE = 24
     METRICS_TOKEN: str | None = None
     LOG_LEVEL = "INFO"
     ITEMS_PER_PAGE = 50

@@ -561,7 +561,7 @@ def delay_state(
     if state is None:
         state = judge(load_plans(session, reach, as_of), as_of, thresholds)
         _state_cache[key] = state
-        while len(_state_cache) > 16:
+        while len(_state_cache) > 4:  # whole plan frames: keep few (the dashboards use the compact roll-ups)
             _state_cache.pop(next(iter(_state_cache)))
     return state
 

@@ -52,7 +52,7 @@ def _configure_cache(state: Any) -> None:
     database = hashlib.sha256(str(app.config.get("DATABASE_URL")).encode()).hexdigest()[:12]
     service.ROLLUP_CACHE = SharedCache(
         secret=str(app.config["SECRET_KEY"]).encode(), redis_url=app.config.get("REDIS_URL") or None,
-        prefix=f"pmo:rollup:{database}:", local_size=int(app.config.get("ROLLUP_CACHE_LOCAL_SIZE", 6)),
+        prefix=f"pmo:rollup:{database}:", local_size=int(app.config.get("ROLLUP_CACHE_LOCAL_SIZE", 24)),
         ttl=float(app.config.get("ROLLUP_CACHE_SECONDS", 3600)),
     )
 
