@@ -86,8 +86,15 @@ def trend_table(session: Session, reach: delays.Reach, thresholds: delay_rules.S
         select(MonthlySnapshot).where(MonthlySnapshot.as_of <= as_of)
         .order_by(MonthlySnapshot.as_of.desc()).limit(TREND_MONTHS)
     ))
-    points = [(f"{s.month.year}年{s.month.month}月", snapshot_bodies(session, s, reach, thresholds))
-              for s in reversed(snapshots)]
+    def bodies_of(snapshot: MonthlySnapshot) -> pd.DataFrame:
+        if reach.prefecture_code is None:
+            return snapshot_bodies(session, snapshot, reach, thresholds)
+        # Each body is judged on its own, so a prefecture's rows are those of the national roll-up,
+        # which is computed once and shared by all 47 prefectures.
+        national = snapshot_bodies(session, snapshot, delays.Reach(national=True), thresholds)
+        return national[national["prefecture_code"] == reach.prefecture_code]
+
+    points = [(f"{s.month.year}年{s.month.month}月", bodies_of(s)) for s in reversed(snapshots)]
     return rules.trend(points)
 
 
