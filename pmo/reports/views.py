@@ -69,8 +69,11 @@ def _render(board: service.Dashboard, endpoint: str, **kwargs: Any) -> Any:
     raw_page = request.args.get("page", "1")
     page = int(raw_page) if raw_page.isdigit() and 0 < int(raw_page) < 10_000 else 1
     page_args = dict(args, as_of=board.as_of.isoformat(), **kwargs)
+    first = (page - 1) * FOLLOWUP_PER_PAGE
+    statuses = list(board.followup["status"].iloc[first:first + FOLLOWUP_PER_PAGE]) if board.followup is not None else []
     return render_template(
         "reports/dashboard.html", board=board, charts=_charts_json(board), tables=TABLES, endpoint=endpoint,
+        statuses=statuses,
         endpoint_args=kwargs, filter_args=args, flt=_filter(), page=page, per_page=FOLLOWUP_PER_PAGE,
         page_args=page_args,
         can_manage=can(current_actor(), Permission.CASE_MANAGE), status_label=rules.STATUS_LABEL,
@@ -205,6 +208,27 @@ def api_summary() -> Any:
             for i, (c, n, b, r) in enumerate(zip(prefs["都道府県コード"], prefs["都道府県"], prefs["団体数"], prefs["完了率(%)"]))
         ],
     })
+
+
+_TABLE_HTML: dict[int, tuple[Any, str, Any]] = {}
+
+
+@bp.app_template_global("table_html")
+def table_html(frame: Any, caption: str | None = None) -> Any:
+    """Render ``df_table(frame, caption)`` once per table object: the roll-up's tables are shared by every
+    request, so their HTML is too (a per-request table is rendered as before)."""
+    import weakref
+
+    from flask import get_template_attribute
+
+    entry = _TABLE_HTML.get(id(frame))
+    if entry is not None and entry[0]() is frame and entry[1] == caption:
+        return entry[2]
+    html = get_template_attribute("reports/_macros.html", "df_table")(frame, caption)
+    if len(_TABLE_HTML) > 512:
+        _TABLE_HTML.clear()
+    _TABLE_HTML[id(frame)] = (weakref.ref(frame), caption, html)
+    return html
 
 
 @bp.app_template_filter("cell")
