@@ -316,16 +316,20 @@ def _replayed_states(session: Session, reach: Reach, as_of: dt.date) -> dict[str
     JSON when each revision was written, so no JSON is decoded at all.
     """
     r = PlanRevision
-    raw = [r.plan_id, r.body_id, r.subtask_id, *[getattr(r, c) for c in (*DATE_COLUMNS, *PRECISION_COLUMNS)],
-           r.progress, r.vendor, r.not_applicable_reason]
-    newest = select(*raw).where(r.recorded_dt < revision_cutoff(as_of))
+    cutoff = r.recorded_dt < revision_cutoff(as_of)
     if _is_postgresql(session):  # one sort, no window
-        newest = newest.ext(distinct_on(r.plan_id)).order_by(r.plan_id, r.recorded_dt.desc(), r.id.desc())
-    else:
-        newest = newest.add_columns(func.row_number().over(
-            partition_by=r.plan_id, order_by=(r.recorded_dt.desc(), r.id.desc())).label("rn"))
-    newest = _scoped(newest, reach, r.body_id).subquery()
-    c = newest.c
+        raw = [r.plan_id, r.body_id, r.subtask_id, *[getattr(r, c) for c in (*DATE_COLUMNS, *PRECISION_COLUMNS)],
+               r.progress, r.vendor, r.not_applicable_reason]
+        newest = _scoped(select(*raw).where(cutoff), reach, r.body_id)
+        source: Any = newest.ext(distinct_on(r.plan_id)).order_by(r.plan_id, r.recorded_dt.desc(), r.id.desc()).subquery()
+        c = source.c
+        picked = None
+    else:  # a window over (id, rank) only, then the chosen rows by primary key: the sort stays narrow
+        ranked = _scoped(select(r.id, func.row_number().over(
+            partition_by=r.plan_id, order_by=(r.recorded_dt.desc(), r.id.desc())).label("rn")).where(cutoff),
+            reach, r.body_id).subquery()
+        c = r.__table__.c
+        picked = ranked
     reason = c.not_applicable_reason
     stmt = select(
         c.plan_id, sa_cast(c.body_id, BigInteger) * _KEY_FACTOR + c.subtask_id,
@@ -333,8 +337,8 @@ def _replayed_states(session: Session, reach: Reach, as_of: dt.date) -> dict[str
                  _not_blank(reason), c.progress),
         c.vendor, reason,
     )
-    if not _is_postgresql(session):
-        stmt = stmt.where(c.rn == 1)
+    if picked is not None:
+        stmt = stmt.join(picked, picked.c.id == r.id).where(picked.c.rn == 1)
     replayed = _state_columns(session, stmt)
     # A plan with revisions is judged by them only (none yet on D: it did not exist on D);
     # a plan without any revision (loaded before the history was kept) as it stands now.
