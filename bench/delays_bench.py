@@ -11,7 +11,7 @@ a plan for each applicable sub-task (≈ 52,500 rows, ≥ 1,788 × 29), then tim
              rates + forecasts + per-body roll-up (what the national dashboard uses);
 * replay   — the same for a past date when every plan has one revision (the history is replayed).
 
-Run:  PYTHONPATH=. .venv/bin/python bench/delays_bench.py [repeats]
+Run:  PYTHONPATH=. /work/venv/bin/python bench/delays_bench.py [repeats]
       PMO_BENCH_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/pmo_delays_bench … (also PostgreSQL;
       the database is emptied first)
 """
@@ -35,7 +35,7 @@ from pmo.core import clock
 from pmo.db import create_db_engine, make_session_factory
 from pmo.delays import rules, service
 from pmo.paths import data_dir
-from pmo.plans.models import Plan, PlanRevision
+from pmo.plans.models import Plan, PlanRevision, with_revision_state
 from pmo.seeding import run_seed
 
 AS_OF = dt.date(2015, 12, 1)
@@ -66,7 +66,7 @@ def build(url: str) -> sa.Engine:
 def add_history(engine: sa.Engine) -> None:
     """Give every plan one revision (as a national import would), dated 2015-06-01."""
     with make_session_factory(engine)() as session:
-        cols = [c for c in service.STATE_COLUMNS[3:]]
+        cols = [*service.DATE_COLUMNS, *service.PRECISION_COLUMNS, "not_applicable_reason", "vendor", "progress"]
         rows = session.execute(sa.select(Plan.id, Plan.body_id, Plan.subtask_id,
                                          *[getattr(Plan, c) for c in cols])).all()
         recorded = dt.datetime(2015, 6, 1, tzinfo=dt.timezone.utc)
@@ -75,8 +75,8 @@ def add_history(engine: sa.Engine) -> None:
             after = {}
             for name, value in zip(cols, row[3:]):
                 after[name] = value.isoformat() if isinstance(value, dt.date) else getattr(value, "value", value)
-            batch.append({"plan_id": row[0], "body_id": row[1], "subtask_id": row[2], "recorded_dt": recorded,
-                          "channel": "import", "after": after})
+            batch.append(with_revision_state({"plan_id": row[0], "body_id": row[1], "subtask_id": row[2],
+                                              "recorded_dt": recorded, "channel": "import", "after": after}))
         for start in range(0, len(batch), 5000):
             session.execute(sa.insert(PlanRevision), batch[start:start + 5000])
         session.commit()

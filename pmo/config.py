@@ -72,6 +72,9 @@ class DefaultConfig:
     REDIS_PREFIX = "pmo:"  # key prefix, for a Redis shared with other services
     METRICS_INSTANCE: str | None = None  # the Redis counters' machine name; default the host name
     METRICS_FLUSH_SECONDS = 1  # how often each worker sends its counts to Redis
+    ROLLUP_CACHE = True  # share dashboard roll-ups between requests and workers (Redis when REDIS_URL is set)
+    ROLLUP_CACHE_SECONDS = 3600
+    ROLLUP_CACHE_LOCAL_SIZE = 24
     # /metrics answers a Bearer METRICS_TOKEN, or a scraper whose own TCP address (never a forwarded
     # header) is in METRICS_ALLOW; nobody by default. Never list the reverse proxy's address.
     METRICS_TOKEN: str | None = None

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 20:44:38.278189
+Create Date: 2026-11-26 20:51:26.710444
 """
 from __future__ import annotations
 
@@ -770,6 +770,17 @@ def upgrade() -> None:
     sa.Column('batch_id', sa.String(length=40), nullable=True),
     sa.Column('before', sa.JSON(), nullable=True),
     sa.Column('after', sa.JSON(), nullable=False),
+    sa.Column('planned_start', sa.Date(), nullable=True),
+    sa.Column('planned_start_precision', sa.Enum('day', 'month', name='dateprecision', native_enum=False, length=40), nullable=True),
+    sa.Column('planned_end', sa.Date(), nullable=True),
+    sa.Column('planned_end_precision', sa.Enum('day', 'month', name='dateprecision', native_enum=False, length=40), nullable=True),
+    sa.Column('actual_start', sa.Date(), nullable=True),
+    sa.Column('actual_start_precision', sa.Enum('day', 'month', name='dateprecision', native_enum=False, length=40), nullable=True),
+    sa.Column('actual_end', sa.Date(), nullable=True),
+    sa.Column('actual_end_precision', sa.Enum('day', 'month', name='dateprecision', native_enum=False, length=40), nullable=True),
+    sa.Column('progress', sa.Integer(), nullable=True),
+    sa.Column('not_applicable_reason', sa.Text(), nullable=True),
+    sa.Column('vendor', sa.String(length=100), nullable=True),
     sa.ForeignKeyConstraint(['body_id'], ['bodies.id'], name=op.f('fk_plan_revisions_body_id_bodies')),
     sa.ForeignKeyConstraint(['plan_id'], ['plans.id'], name=op.f('fk_plan_revisions_plan_id_plans'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['subtask_id'], ['subtasks.id'], name=op.f('fk_plan_revisions_subtask_id_subtasks')),

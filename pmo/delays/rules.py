@@ -64,6 +64,7 @@ __all__ = [
     "effective_ends",
     "effective_start",
     "effective_starts",
+    "evaluate",
     "explain",
     "explain_frame",
     "forecast_chain",
@@ -588,16 +589,25 @@ def _days_between(later: np.ndarray, earlier: np.ndarray | np.datetime64) -> np.
     return (later - earlier).astype("timedelta64[D]").astype(np.int64)
 
 
+def _body_ids(plans: pd.DataFrame) -> np.ndarray:
+    """Return a small integer per body (hashing integer ids when the frame has them: cheaper)."""
+    if "body_id" in plans.columns and pd.api.types.is_integer_dtype(plans["body_id"].dtype):
+        ids, _ = pd.factorize(plans["body_id"].to_numpy(dtype=np.int64))
+    else:
+        ids, _ = pd.factorize(plans["body_code"].to_numpy(dtype=object))
+    return ids
+
+
 def _chain_keys(plans: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Return (group id per row for (body_code, item), row order by seq)."""
-    body_ids, _ = pd.factorize(plans["body_code"].to_numpy(dtype=object))
+    body_ids = _body_ids(plans)
     item_ids, item_uniques = pd.factorize(plans["item"].to_numpy(dtype=object))
     group = body_ids.astype(np.int64) * max(len(item_uniques), 1) + item_ids
     order = np.argsort(plans["seq"].to_numpy(dtype=np.int64), kind="stable")
     return group, order
 
 
-def _forecasts(plans: pd.DataFrame, f: _Frame) -> np.ndarray:
+def _forecasts(plans: pd.DataFrame, f: _Frame, chain: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     planned_start, planned_end = f.planned_start, f.planned_end
     has_own = f.applicable & np.isnat(f.actual_end) & ~np.isnat(planned_end)
     reference = np.where(np.isnat(f.actual_start), f.as_of, f.actual_start)
@@ -605,7 +615,7 @@ def _forecasts(plans: pd.DataFrame, f: _Frame) -> np.ndarray:
     own = np.maximum(planned_end + slip.astype("timedelta64[D]"), f.as_of)
     own = np.where(has_own, own, _NAT)
     # Chain push: a running max in seq order per (body, item). NaT is int64's minimum, so it never wins.
-    group, order = _chain_keys(plans)
+    group, order = chain if chain is not None else _chain_keys(plans)
     ints = own.view(np.int64)
     running = pd.Series(ints[order]).groupby(group[order], sort=False).cummax().to_numpy(dtype=np.int64)
     pushed = np.empty_like(ints)
@@ -645,11 +655,17 @@ def compute_signals(
     in input row order, then ``SignalKind`` order, like ``signals_for``.
     """
     f = _prepare(plans, as_of)
+    return _signal_frame(plans, f, *_signal_rows(f, _forecasts(plans, f), thresholds))
+
+
+def _signal_rows(
+    f: _Frame, forecast: np.ndarray, thresholds: SeverityThresholds
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return (row, kind code, days, severity) of every signal, in row then ``SignalKind`` order."""
     d, ok = f.as_of, f.applicable
     ps, pe, ae, ms = f.planned_start, f.planned_end, f.actual_end, f.milestone
     has_pe, finished = ~np.isnat(pe), ~np.isnat(ae)
     started = ~np.isnat(f.actual_start) | finished
-    forecast = _forecasts(plans, f)
     at_risk_to = np.where(np.isnat(forecast), d, forecast)
     # NaT compares False everywhere, which drops rows lacking the dates a signal needs.
     rules: list[tuple[SignalKind, np.ndarray, Callable[[], np.ndarray] | None]] = [
@@ -689,6 +705,13 @@ def compute_signals(
     severity = np.where(kinds == kind_no_plan, int(thresholds.no_plan), severity)
     severity = np.where(kinds == kind_at_risk, int(Severity.CRITICAL), severity)
 
+    return rows, kinds, days, severity
+
+
+def _signal_frame(
+    plans: pd.DataFrame, f: _Frame, rows: np.ndarray, kinds: np.ndarray, days: np.ndarray, severity: np.ndarray
+) -> pd.DataFrame:
+    kind_no_plan = list(SignalKind).index(SignalKind.NO_PLAN)
     return pd.DataFrame(
         {
             "body_code": plans["body_code"].array.take(rows),
@@ -697,7 +720,7 @@ def compute_signals(
             "signal": pd.Categorical.from_codes(kinds, dtype=SIGNAL_DTYPE),
             "days": pd.arrays.IntegerArray(days, kinds == kind_no_plan),
             "severity": pd.Categorical.from_codes(severity - 1, dtype=SEVERITY_DTYPE),
-            "milestone": ms[rows].astype("datetime64[s]"),
+            "milestone": f.milestone[rows].astype("datetime64[s]"),
         }
     )
 
@@ -778,3 +801,44 @@ def completion_rates(plans: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
     out["total"] = counts.sum(axis=1)
     out["rate"] = (out["done"] + out["not_applicable"]) / out["total"]
     return out
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Everything judged on one date for a plans frame, computed from one pass over its columns."""
+
+    signals: pd.DataFrame  # as ``compute_signals``
+    signal_rows: np.ndarray  # the plans row of each signal
+    statuses: pd.Series  # as ``derive_statuses``
+    forecast_end: pd.Series  # as ``forecast_ends``
+    rates: pd.DataFrame  # as ``completion_rates``
+
+
+def evaluate(
+    plans: pd.DataFrame, as_of: dt.date, thresholds: SeverityThresholds = DEFAULT_THRESHOLDS
+) -> Evaluation:
+    """Return signals, statuses, forecasts and completion rates at once (same results as the four functions).
+
+    The national screens need all four; this prepares the dates and the chain keys once.
+    """
+    f = _prepare(plans, as_of)
+    chain = _chain_keys(plans)
+    forecast = _forecasts(plans, f, chain)
+    rows, kinds, days, severity = _signal_rows(f, forecast, thresholds)
+    signals = _signal_frame(plans, f, rows, kinds, days, severity)
+    codes = _status_codes(f)
+    statuses = pd.Series(pd.Categorical.from_codes(codes, dtype=SUBTASK_STATUS_DTYPE), index=plans.index, name="status")
+    body_ids = _body_ids(plans)
+    n_bodies = int(body_ids.max()) + 1 if len(body_ids) else 0
+    counts = np.bincount(body_ids * 4 + codes.astype(np.int64), minlength=n_bodies * 4).reshape(n_bodies, 4)
+    first_row = np.full(n_bodies, -1, dtype=np.int64)
+    first_row[body_ids[::-1]] = np.arange(len(body_ids))[::-1]
+    rates = pd.DataFrame(counts, columns=[s.value for s in SubtaskStatus])
+    rates.insert(0, "body_code", plans["body_code"].to_numpy(dtype=object)[first_row])
+    rates["total"] = counts.sum(axis=1)
+    rates["rate"] = (rates["done"] + rates["not_applicable"]) / rates["total"]
+    return Evaluation(
+        signals=signals, signal_rows=rows, statuses=statuses,
+        forecast_end=pd.Series(forecast.astype("datetime64[s]"), index=plans.index, name="forecast_end"),
+        rates=rates,
+    )

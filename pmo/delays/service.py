@@ -11,15 +11,16 @@ have no plan row are in the frame with empty dates, so they raise ``no_plan``.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import unicodedata
 from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Text, func, select
+from sqlalchemy import BigInteger, Date, Integer, String, case, func, literal_column, select
 from sqlalchemy import cast as sa_cast
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
 from pmo.accounts.permissions import Actor, Permission, visible_prefecture
@@ -143,50 +144,129 @@ def narrow(reach: Reach, prefecture_code: str | None = None, body_id: int | None
 
 
 # --- loading -----------------------------------------------------------------------------------
+#
+# The plan states are the national hot path (≈ 52,500 rows), so the database does the decoding and
+# Python receives few, plain integers per row. Each date is a day number counted from 1800-01-01
+# (``julianday`` on SQLite, date subtraction on PostgreSQL; 0 = no date; dates are 1873–2199, see
+# pmo.core.dates) packed 18 bits apiece: ``dates`` = planned start | planned end << 18 | actual start
+# << 36, and ``rest`` = actual end | the five flags (a bit per month-precision date, one for 対象外)
+# << 18 | (progress + 1) << 23. numpy
+# unpacks whole columns with shifts and masks and views them as datetime64[D]; no Python date, string
+# or JSON object is made per value. A past date's state is read the same way from the revisions'
+# typed state columns (``PlanRevision.planned_start`` …), so replay decodes no JSON either.
+
+DAY_BITS = 18
+_DAY_MASK = (1 << DAY_BITS) - 1
+_EPOCH_OFFSET = (dt.date(1970, 1, 1) - dt.date(1800, 1, 1)).days  # day number of 1970-01-01
+_MONTH_BITS = {name: 1 << i for i, name in enumerate(PRECISION_COLUMNS)}
+_NOT_APPLICABLE_BIT = 1 << len(PRECISION_COLUMNS)
+_FLAG_BITS = len(PRECISION_COLUMNS) + 1
+_PRECISIONS = np.array([rules.DatePrecision.DAY.value, rules.DatePrecision.MONTH.value], dtype=object)
+_STATE_INTS = ("plan_id", "key", "dates", "rest")
+_STATE_OBJECTS = ("vendor", "not_applicable_reason")
+STATE_FIELDS = (*_STATE_INTS, *_STATE_OBJECTS)
+_GROUPS = ("prefecture", "municipality", "union")
+_KEY_FACTOR = 1_000_000  # plan key = body_id * _KEY_FACTOR + subtask_id
 
 
-def _bodies_frame(session: Session, reach: Reach) -> pd.DataFrame:
-    stmt = select(Body.id, Body.code, Body.name, Body.kind, Body.prefecture_code, Body.population)
+def _fetch(session: Session, stmt: Any) -> list[tuple[Any, ...]]:
+    conn = session.connection()
+    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def fetch_columns(session: Session, stmt: Any, names: Sequence[str], ints: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """Run ``stmt`` through the DB-API cursor and return its columns as numpy arrays.
+
+    No ORM or type processing per value: the columns named in ``ints`` (never NULL) become int64
+    arrays by one C-level conversion each, the others object arrays. Bind values are rendered as
+    literals (ints and codes only), so the statement runs as one plain query.
+    """
+    rows = _fetch(session, stmt)
+    table = np.empty((len(rows), len(names)), dtype=object)
+    if rows:
+        table[:] = rows  # one C-level copy; faster than building each column from the tuples
+    return {name: table[:, i].astype(np.int64) if name in ints else table[:, i] for i, name in enumerate(names)}
+
+
+def _is_postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _day_number(session: Session, value: Any) -> Any:
+    """SQL: ``value`` (a date or ISO date text) as days since 1800-01-01; 0 when NULL."""
+    if _is_postgresql(session):
+        days = sa_cast(sa_cast(value, Date) - literal_column("DATE '1800-01-01'", Date), BigInteger)
+    else:
+        days = sa_cast(func.julianday(value) - 2378496.5, Integer)
+    return func.coalesce(days, 0)
+
+
+def _packed(session: Session, dates: dict[str, Any], precisions: dict[str, Any], not_applicable: Any,
+            progress: Any) -> tuple[Any, Any]:
+    """SQL: the ``dates`` and ``rest`` integers of one state (see the note above)."""
+    day = {name: _day_number(session, value) for name, value in dates.items()}
+    packed_dates = (day["planned_start"] + day["planned_end"] * (1 << DAY_BITS)
+                    + day["actual_start"] * (1 << (2 * DAY_BITS)))
+    flags: Any = case((not_applicable, _NOT_APPLICABLE_BIT), else_=0)
+    for name, value in precisions.items():
+        flags = flags + case((sa_cast(value, String) == rules.DatePrecision.MONTH.value, _MONTH_BITS[name]), else_=0)
+    rest = (day["actual_end"] + flags * (1 << DAY_BITS)
+            + (func.coalesce(progress, -1) + 1) * (1 << (DAY_BITS + _FLAG_BITS)))
+    return packed_dates, rest
+
+
+def _unpack_days(values: np.ndarray) -> np.ndarray:
+    days = values & _DAY_MASK
+    return np.where(days == 0, np.iinfo(np.int64).min, days - _EPOCH_OFFSET).view("datetime64[D]")
+
+
+def _bodies_frame(session: Session, reach: Reach) -> dict[str, np.ndarray]:
+    stmt = select(Body.id, Body.code, Body.name, sa_cast(Body.kind, String), Body.prefecture_code, Body.population)
+    stmt = _scoped_bodies(stmt, reach).order_by(Body.code)
+    names = ["body_id", "body_code", "body_name", "kind", "prefecture_code", "population"]
+    cols = fetch_columns(session, stmt, names, ints=("body_id",))
+    kinds = {k.name: k.value for k in BodyKind}  # the stored form may be the member's name or its value
+    cols["kind"] = np.array([kinds.get(k, k) for k in cols["kind"]], dtype=object) if len(cols["kind"]) else cols["kind"]
+    cols["population"] = cols["population"].astype(float)  # None becomes NaN
+    return cols
+
+
+def _scoped_bodies(stmt: Any, reach: Reach) -> Any:
     if reach.body_ids is not None:
-        stmt = stmt.where(Body.id.in_(reach.body_ids))
-    elif reach.body_id is not None:
-        stmt = stmt.where(Body.id == reach.body_id)
-    elif reach.prefecture_code is not None:
-        stmt = stmt.where(Body.prefecture_code == reach.prefecture_code)
-    rows = session.execute(stmt.order_by(Body.code)).all()
-    frame = pd.DataFrame.from_records(
-        rows, columns=["body_id", "body_code", "body_name", "kind", "prefecture_code", "population"]
-    )
-    frame["kind"] = [k.value if isinstance(k, BodyKind) else k for k in frame["kind"]]
-    return frame
+        return stmt.where(Body.id.in_(reach.body_ids))
+    if reach.body_id is not None:
+        return stmt.where(Body.id == reach.body_id)
+    if reach.prefecture_code is not None:
+        return stmt.where(Body.prefecture_code == reach.prefecture_code)
+    return stmt
 
 
-def _terms_frame(session: Session, as_of: dt.date) -> pd.DataFrame:
+def _terms_frame(session: Session, as_of: dt.date) -> dict[str, np.ndarray]:
     views = catalog.subtasks_on(session, as_of)
-    return pd.DataFrame({
-        "subtask_id": [v.id for v in views],
-        "subtask": [v.code for v in views],
-        "subtask_name": [v.name for v in views],
-        "item": [v.item_code for v in views],
-        "item_name": [v.item_name for v in views],
-        "seq": [v.seq for v in views],
-        "sort_order": [v.sort_order for v in views],
-        "milestone": pd.to_datetime([v.milestone_date for v in views]),
-        "milestone_name": [v.milestone_name for v in views],
-        "applies_prefecture": [v.applies_prefecture for v in views],
-        "applies_municipality": [v.applies_municipality for v in views],
-        "applies_union": [v.applies_union for v in views],
-    })
 
+    def column(values: list[Any], dtype: Any = object) -> np.ndarray:
+        return np.array(values, dtype=dtype)
 
-STATE_COLUMNS = [
-    "plan_id", "body_id", "subtask_id", *DATE_COLUMNS, *PRECISION_COLUMNS, "not_applicable_reason", "vendor",
-    "progress",
-]
-
-
-def _enum_value(value: Any) -> Any:
-    return getattr(value, "value", value)
+    return {
+        "subtask_id": column([v.id for v in views], np.int64),
+        "subtask": column([v.code for v in views]),
+        "subtask_name": column([v.name for v in views]),
+        "item": column([v.item_code for v in views]),
+        "item_name": column([v.item_name for v in views]),
+        "seq": column([v.seq for v in views], np.int64),
+        "sort_order": column([v.sort_order for v in views], np.int64),
+        "milestone": column([v.milestone_date or None for v in views], "datetime64[D]"),
+        "milestone_name": column([v.milestone_name for v in views]),
+        "applies_prefecture": column([v.applies_prefecture for v in views], bool),
+        "applies_municipality": column([v.applies_municipality for v in views], bool),
+        "applies_union": column([v.applies_union for v in views], bool),
+    }
 
 
 def _scoped(stmt: Any, reach: Reach, body_id_column: Any) -> Any:
@@ -199,52 +279,27 @@ def _scoped(stmt: Any, reach: Reach, body_id_column: Any) -> Any:
     return stmt
 
 
-def fetch_columns(session: Session, stmt: Any, names: list[str]) -> pd.DataFrame:
-    """Run ``stmt`` on the session's connection through the DB-API cursor and return its columns.
-
-    No ORM or type processing per value: dates arrive as the driver gives them (str on SQLite, date
-    on PostgreSQL) and enums as their stored codes; callers convert whole columns at once. Bind values
-    are rendered as literals (ints and codes only), so the statement runs as one plain query.
-    """
-    conn = session.connection()
-    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(sql)
-        rows = cursor.fetchall()
-    finally:
-        cursor.close()
-    if not rows:
-        return pd.DataFrame({name: pd.Series([], dtype=object) for name in names})
-    table = np.empty((len(rows), len(names)), dtype=object)
-    table[:] = rows  # one C-level copy; faster than building each column from the tuples
-    # dtype=object: no per-value type inference; callers convert the columns they compute on.
-    return pd.DataFrame({name: pd.Series(table[:, i], dtype=object) for i, name in enumerate(names)})
+def _state_columns(session: Session, stmt: Any) -> dict[str, np.ndarray]:
+    return fetch_columns(session, stmt, STATE_FIELDS, ints=_STATE_INTS)
 
 
-def to_datetimes(values: pd.Series) -> pd.Series:
-    """Convert a column of dates (ISO strings or date objects, None for missing) to datetime64[s]."""
-    first = next((v for v in values.to_numpy(dtype=object) if v is not None and v == v), None)
-    if isinstance(first, str):
-        converted = pd.to_datetime(values, format="%Y-%m-%d", errors="coerce")
-    else:
-        converted = pd.to_datetime(values, errors="coerce")
-    return converted.astype("datetime64[s]")
+def _not_blank(value: Any) -> Any:
+    return value.is_not(None) & (value != "")
 
 
-def _with_dates(frame: pd.DataFrame) -> pd.DataFrame:
-    for column in DATE_COLUMNS:
-        frame[column] = to_datetimes(frame[column])
-    return frame
-
-
-def _current_states(session: Session, reach: Reach, without_history: bool = False) -> pd.DataFrame:
+def _current_states(session: Session, reach: Reach, without_history: bool = False) -> dict[str, np.ndarray]:
     """Return the plans as they stand now (only those without any revision, with ``without_history``)."""
-    columns = [Plan.id, *[getattr(Plan, c) for c in STATE_COLUMNS[1:]]]
-    stmt = _scoped(select(*columns), reach, Plan.body_id)
+    reason = Plan.not_applicable_reason
+    stmt = select(
+        Plan.id, sa_cast(Plan.body_id, BigInteger) * _KEY_FACTOR + Plan.subtask_id,
+        *_packed(session, {c: getattr(Plan, c) for c in DATE_COLUMNS},
+                 {c: getattr(Plan, c) for c in PRECISION_COLUMNS}, _not_blank(reason), Plan.progress),
+        Plan.vendor, reason,
+    )
+    stmt = _scoped(stmt, reach, Plan.body_id)
     if without_history:
         stmt = stmt.where(~select(PlanRevision.id).where(PlanRevision.plan_id == Plan.id).exists())
-    return _with_dates(fetch_columns(session, stmt, STATE_COLUMNS))
+    return _state_columns(session, stmt)
 
 
 def revision_cutoff(as_of: dt.date) -> dt.datetime:
@@ -253,87 +308,111 @@ def revision_cutoff(as_of: dt.date) -> dt.datetime:
     return dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), tzinfo=clock.JST).astimezone(dt.timezone.utc)
 
 
-def _replayed_states(session: Session, reach: Reach, as_of: dt.date) -> pd.DataFrame:
+def _replayed_states(session: Session, reach: Reach, as_of: dt.date) -> dict[str, np.ndarray]:
     """Return each plan's state on ``as_of`` from its revisions (the current row when it has none).
 
-    The newest revision per plan is picked with a window function; its JSON is fetched as text and
-    decoded here once per row (cheaper than extracting each field in SQL, which re-parses the JSON
-    for every field on PostgreSQL's ``json``).
+    The newest revision per plan recorded by the end of ``as_of`` is picked (``DISTINCT ON`` on
+    PostgreSQL, a window function on SQLite) from the revisions' typed state columns, filled from the
+    JSON when each revision was written, so no JSON is decoded at all.
     """
-    ranked = _scoped(select(
-        PlanRevision.id.label("revision_id"),
-        func.row_number().over(
-            partition_by=PlanRevision.plan_id, order_by=(PlanRevision.recorded_dt.desc(), PlanRevision.id.desc())
-        ).label("rn"),
-    ).where(PlanRevision.recorded_dt < revision_cutoff(as_of)), reach, PlanRevision.body_id).subquery()
-    stmt = (
-        select(PlanRevision.plan_id, PlanRevision.body_id, PlanRevision.subtask_id,
-               sa_cast(PlanRevision.after, Text))
-        .join(ranked, ranked.c.revision_id == PlanRevision.id).where(ranked.c.rn == 1)
+    r = PlanRevision
+    cutoff = r.recorded_dt < revision_cutoff(as_of)
+    if _is_postgresql(session):  # one sort, no window
+        raw = [r.plan_id, r.body_id, r.subtask_id, *[getattr(r, c) for c in (*DATE_COLUMNS, *PRECISION_COLUMNS)],
+               r.progress, r.vendor, r.not_applicable_reason]
+        newest = _scoped(select(*raw).where(cutoff), reach, r.body_id)
+        source: Any = newest.ext(distinct_on(r.plan_id)).order_by(r.plan_id, r.recorded_dt.desc(), r.id.desc()).subquery()
+        c = source.c
+        picked = None
+    else:  # a window over (id, rank) only, then the chosen rows by primary key: the sort stays narrow
+        ranked = _scoped(select(r.id, func.row_number().over(
+            partition_by=r.plan_id, order_by=(r.recorded_dt.desc(), r.id.desc())).label("rn")).where(cutoff),
+            reach, r.body_id).subquery()
+        c = r.__table__.c
+        picked = ranked
+    reason = c.not_applicable_reason
+    stmt = select(
+        c.plan_id, sa_cast(c.body_id, BigInteger) * _KEY_FACTOR + c.subtask_id,
+        *_packed(session, {n: c[n] for n in DATE_COLUMNS}, {n: c[n] for n in PRECISION_COLUMNS},
+                 _not_blank(reason), c.progress),
+        c.vendor, reason,
     )
-    raw = fetch_columns(session, stmt, ["plan_id", "body_id", "subtask_id", "after"])
-    texts = [text or "{}" for text in raw["after"].to_numpy(dtype=object)]
-    states = json.loads("[" + ",".join(texts) + "]")  # one parse for every row
-    fields = pd.DataFrame.from_records(states, columns=STATE_COLUMNS[3:]) if states else None
-    replayed = raw.drop(columns=["after"])
-    for column in STATE_COLUMNS[3:]:
-        replayed[column] = fields[column].to_numpy(dtype=object) if fields is not None else []
-    replayed = _with_dates(replayed)
+    if picked is not None:
+        stmt = stmt.join(picked, picked.c.id == r.id).where(picked.c.rn == 1)
+    replayed = _state_columns(session, stmt)
     # A plan with revisions is judged by them only (none yet on D: it did not exist on D);
     # a plan without any revision (loaded before the history was kept) as it stands now.
     current = _current_states(session, reach, without_history=True)
-    if not len(current):
-        return replayed
-    if not len(replayed):
-        return current
-    return pd.concat([replayed, current], ignore_index=True)
+    return {name: np.concatenate([replayed[name], current[name]]) for name in STATE_FIELDS}
 
 
-def _snapshot_states(session: Session, snapshot_id: int, reach: Reach) -> pd.DataFrame:
-    cols = ["body_id", "subtask_id", *DATE_COLUMNS, *PRECISION_COLUMNS, "not_applicable", "progress"]
-    stmt = select(*[getattr(SnapshotRow, c) for c in cols]).where(SnapshotRow.snapshot_id == snapshot_id)
-    frame = _with_dates(fetch_columns(session, _scoped(stmt, reach, SnapshotRow.body_id), cols))
-    frame["not_applicable_reason"] = np.where(frame["not_applicable"].astype(bool), "対象外", None)
-    frame["vendor"] = None
-    frame["plan_id"] = None
-    return frame.drop(columns=["not_applicable"])
+def _snapshot_states(session: Session, snapshot_id: int, reach: Reach) -> dict[str, np.ndarray]:
+    row = SnapshotRow
+    stmt = select(
+        literal_column("-1"), sa_cast(row.body_id, BigInteger) * _KEY_FACTOR + row.subtask_id,
+        *_packed(session, {c: getattr(row, c) for c in DATE_COLUMNS}, {c: getattr(row, c) for c in PRECISION_COLUMNS},
+                 row.not_applicable, row.progress),
+        literal_column("NULL"), case((row.not_applicable, "対象外"), else_=None),
+    ).where(row.snapshot_id == snapshot_id)
+    return _state_columns(session, _scoped(stmt, reach, row.body_id))
 
 
-def _assemble(bodies: pd.DataFrame, terms: pd.DataFrame, states: pd.DataFrame) -> pd.DataFrame:
-    """Cross bodies with the sub-tasks that apply to their kind, then join the plan states."""
+def _assemble(bodies: dict[str, np.ndarray], terms: dict[str, np.ndarray],
+              states: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Cross bodies with the sub-tasks that apply to their kind, then join the plan states.
+
+    Bodies come ordered by code and terms by catalog order, so the rows come out in (body code,
+    catalog order) by integer positions alone.
+    """
     kind = bodies["kind"]
-    group = np.where(kind == BodyKind.PREFECTURE.value, "prefecture",
-                     np.where(kind == BodyKind.UNION.value, "union", "municipality"))
-    bodies = bodies.assign(_group=group)
-    parts = []
-    for name in ("prefecture", "municipality", "union"):
-        b = bodies[bodies["_group"] == name]
-        t = terms[terms[f"applies_{name}"]]
-        if len(b) and len(t):
-            parts.append(b.merge(t, how="cross"))
-    if not parts:
-        frame = bodies.merge(terms, how="cross").iloc[0:0]
-    else:
-        frame = pd.concat(parts, ignore_index=True)
-    frame = frame.drop(columns=["_group", "applies_prefecture", "applies_municipality", "applies_union"])
-    # Left join on (body_id, subtask_id) through one int64 key (unique per plan).
-    def key(df: pd.DataFrame) -> np.ndarray:
-        return df["body_id"].to_numpy(dtype=np.int64) * 1_000_000 + df["subtask_id"].to_numpy(dtype=np.int64)
+    group = np.where(kind == BodyKind.PREFECTURE.value, 0, np.where(kind == BodyKind.UNION.value, 2, 1))
+    body_parts, term_parts = [], []
+    for g, name in enumerate(_GROUPS):
+        b = np.flatnonzero(group == g)
+        t = np.flatnonzero(terms[f"applies_{name}"])
+        body_parts.append(np.repeat(b, len(t)))
+        term_parts.append(np.tile(t, len(b)))
+    body_idx = np.concatenate(body_parts).astype(np.int64)
+    term_idx = np.concatenate(term_parts).astype(np.int64)
+    order = np.lexsort((term_idx, body_idx))
+    body_idx, term_idx = body_idx[order], term_idx[order]
 
-    position = pd.Index(key(states)).get_indexer(key(frame)) if len(states) else np.full(len(frame), -1)
-    for column in states.columns:
-        if column in ("body_id", "subtask_id"):
-            continue
-        values = states[column].array if len(states) else pd.array([None] * 0, dtype=object)
-        frame[column] = values.take(position, allow_fill=True)
-    for column in DATE_COLUMNS:
-        frame[column] = pd.Series(frame[column], index=frame.index).astype("datetime64[s]")
-    for column in PRECISION_COLUMNS:
-        frame[column] = frame[column].astype(object).fillna(rules.DatePrecision.DAY.value)
-    reason = frame["not_applicable_reason"]
-    frame["not_applicable"] = (reason.notna() & (reason != "")).astype(bool)
-    frame = frame.sort_values(["body_code", "sort_order"], kind="stable").reset_index(drop=True)
-    return frame
+    columns: dict[str, Any] = {}
+    for name in ("body_id", "body_code", "body_name", "kind", "prefecture_code", "population"):
+        columns[name] = bodies[name][body_idx]
+    for name in ("subtask_id", "subtask", "subtask_name", "item", "item_name", "seq", "sort_order", "milestone_name"):
+        columns[name] = terms[name][term_idx]
+    columns["milestone"] = terms["milestone"][term_idx].astype("datetime64[s]")
+
+    # Left join on the plan key; a missing plan takes position -1, which picks the "no plan" row
+    # appended to every state column.
+    wanted = columns["body_id"] * _KEY_FACTOR + columns["subtask_id"]
+    position = pd.Index(states["key"]).get_indexer(wanted) if len(states["key"]) else np.full(len(wanted), -1)
+
+    def joined(name: str, missing: Any) -> np.ndarray:
+        values = states[name]
+        return np.append(values, np.array([missing], dtype=values.dtype))[position]
+
+    dates, rest = joined("dates", 0), joined("rest", 0)
+    for i, name in enumerate(DATE_COLUMNS[:3]):
+        columns[name] = _unpack_days(dates >> (i * DAY_BITS))
+    columns["actual_end"] = _unpack_days(rest)
+    flags = rest >> DAY_BITS
+    for name in PRECISION_COLUMNS:
+        columns[name] = _PRECISIONS[((flags & _MONTH_BITS[name]) != 0).view(np.int8)]
+    for name in DATE_COLUMNS:
+        columns[name] = columns[name].astype("datetime64[s]")
+    columns["not_applicable"] = (flags & _NOT_APPLICABLE_BIT) != 0
+    columns["not_applicable_reason"] = joined("not_applicable_reason", None)
+    columns["vendor"] = joined("vendor", None)
+    plan_id = joined("plan_id", -1)
+    columns["plan_id"] = pd.arrays.IntegerArray(plan_id, plan_id < 0)
+    progress = (rest >> (DAY_BITS + _FLAG_BITS)) - 1
+    columns["progress"] = pd.arrays.IntegerArray(progress, progress < 0)
+    # Object columns stay object: inferring pandas' string dtype would copy every value again.
+    return pd.DataFrame({name: pd.Series(values, dtype=object, copy=False)
+                         if isinstance(values, np.ndarray) and values.dtype == object else values
+                         for name, values in columns.items()})
 
 
 def load_plans(
@@ -403,13 +482,14 @@ def judge(plans: pd.DataFrame, as_of: dt.date, thresholds: rules.SeverityThresho
     ``item_mask`` bit i for a signal in ``item_codes[i]`` (see ``has_signal``/``has_item``).
     """
     plans = plans.copy()
-    signals = rules.compute_signals(plans, as_of, thresholds)
-    plans["status"] = rules.derive_statuses(plans, as_of).astype(str)
+    judged = rules.evaluate(plans, as_of, thresholds)
+    signals = judged.signals
+    plans["status"] = judged.statuses.astype(str)
     body_cols = plans.drop_duplicates("body_code")[
         ["body_code", "body_id", "body_name", "kind", "prefecture_code", "population"]
     ]
     statuses = rules.body_status(signals, body_cols["body_code"])
-    rates = rules.completion_rates(plans, as_of) if len(plans) else pd.DataFrame(
+    rates = judged.rates if len(plans) else pd.DataFrame(
         columns=["body_code", "not_started", "in_progress", "done", "not_applicable", "total", "rate"]
     )
     bodies = body_cols.merge(statuses, on="body_code", how="left").merge(rates, on="body_code", how="left")
@@ -419,7 +499,7 @@ def judge(plans: pd.DataFrame, as_of: dt.date, thresholds: rules.SeverityThresho
     if light:
         return DelayState(as_of=as_of, thresholds=thresholds, plans=plans, signals=signals, bodies=bodies)
 
-    plans["forecast_end"] = rules.forecast_ends(plans, as_of)
+    plans["forecast_end"] = judged.forecast_end
     codes = bodies["body_code"]
     if len(signals):
         rank = signals["severity"].cat.codes.to_numpy()
@@ -427,13 +507,13 @@ def judge(plans: pd.DataFrame, as_of: dt.date, thresholds: rules.SeverityThresho
         order = np.lexsort((-days, -rank))
         worst = signals.iloc[order].drop_duplicates("body_code")
         labels = {k.value: k.label for k in rules.SignalKind}
-        text = [f"{s} {labels[str(k)]}" + (f"（{int(d)}日）" if not pd.isna(d) else "")
-                for s, k, d in zip(worst["subtask"], worst["signal"], worst["days"])]
+        text = [f"{s} {labels[k]}" + (f"（{int(d)}日）" if d >= 0 else "")
+                for s, k, d in zip(worst["subtask"].to_numpy(dtype=object), worst["signal"].to_numpy(dtype=object),
+                                   worst["days"].to_numpy(dtype=float, na_value=-1.0))]
         bodies["worst"] = codes.map(dict(zip(worst["body_code"], text)))
         bodies["signal_mask"] = codes.map(_bitmask(signals, "signal", signals["signal"].cat.codes.to_numpy()))
         item_codes, item_index = pd.factorize(plans["item"].to_numpy(dtype=object), sort=True)
-        item_of = dict(zip(item_index, range(len(item_index))))
-        bodies["item_mask"] = codes.map(_bitmask(signals, "item", np.array([item_of[i] for i in signals["item"]])))
+        bodies["item_mask"] = codes.map(_bitmask(signals, "item", item_codes[judged.signal_rows]))
         item_list = list(item_index)
     else:
         bodies["worst"] = None
@@ -449,8 +529,9 @@ def judge(plans: pd.DataFrame, as_of: dt.date, thresholds: rules.SeverityThresho
         vendors.setdefault(code, []).append(vendor)
     bodies["vendors"] = [sorted(vendors.get(code, [])) for code in codes]
     bodies["signal_kinds"] = [[c for i, c in enumerate(SIGNAL_CODES) if m >> i & 1] for m in bodies["signal_mask"]]
-    details = signals.merge(plans[["body_code", "subtask", "body_name", "prefecture_code", "vendor"]],
-                            on=["body_code", "subtask"], how="left")
+    details = signals.copy()
+    for column in ("body_name", "prefecture_code", "vendor"):
+        details[column] = plans[column].to_numpy(dtype=object)[judged.signal_rows]
     return DelayState(as_of=as_of, thresholds=thresholds, plans=plans, signals=details, bodies=bodies)
 
 
@@ -484,7 +565,7 @@ def delay_state(
     if state is None:
         state = judge(load_plans(session, reach, as_of), as_of, thresholds)
         _state_cache[key] = state
-        while len(_state_cache) > 16:
+        while len(_state_cache) > 4:  # whole plan frames: keep few (the dashboards use the compact roll-ups)
             _state_cache.pop(next(iter(_state_cache)))
     return state
 
@@ -509,6 +590,27 @@ def data_fingerprint(session: Session) -> tuple[Any, ...]:
     catalog = (session.scalar(select(func.max(CatalogVersion.id))), session.scalar(select(func.count(SubtaskTerms.id))))
     bodies = session.scalar(select(func.count(Body.id)))
     return (*plans, *revisions, *catalog, bodies)
+
+
+def data_version(session: Session) -> tuple[Any, ...]:
+    """Return the version of everything a roll-up is computed from, in one cheap query (index look-ups).
+
+    Every plan write appends a ``PlanRevision`` (the UI, the API, imports and the demo alike), so the
+    newest revision id is a counter of plan changes; the newest plan id counts new plans. The catalog
+    is versioned (every change of terms or milestones is a new ``CatalogVersion``), and monthly closes
+    are counted by their id and close time. The body master (names, population) is not versioned: a
+    change shows once any plan changes, or when the cached entry expires (one hour).
+    """
+    from pmo.catalog.models import CatalogVersion, SubtaskTerms
+
+    def newest(column: Any) -> Any:
+        return select(func.max(column)).scalar_subquery()
+
+    row = session.execute(select(
+        newest(PlanRevision.id), newest(Plan.id), newest(CatalogVersion.id), newest(SubtaskTerms.id),
+        newest(MonthlySnapshot.id), newest(MonthlySnapshot.closed_dt), newest(Body.id),
+    )).one()
+    return tuple(v.isoformat() if isinstance(v, dt.datetime) else v for v in row)
 
 
 def signal_items(state: DelayState) -> list[dict[str, Any]]:

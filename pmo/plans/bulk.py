@@ -28,6 +28,10 @@ def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
     """Insert ``rows`` (dicts with the same keys) into ``table`` in the session's transaction."""
     if not rows:
         return 0
+    if table.name == "plan_revisions":  # the typed state columns, as the ORM insert event fills them
+        from pmo.plans.models import with_revision_state
+
+        rows = [with_revision_state(row) for row in rows]
     session.flush()
     conn = session.connection()
     columns = list(rows[0].keys())

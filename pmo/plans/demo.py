@@ -52,7 +52,12 @@ VENDORS = ["株式会社みらい情報システム", "東日本データサー�
 SLIPPING_VENDOR = "株式会社中央電算"
 VENDOR_TASKS = ("B-2", "B-5", "C-4", "G-3", "F-3")
 D3_REASON = "中間サーバー・プラットフォームを利用するため、本調達は不要"
-PROFILES = [("on_track", 74), ("late_start", 8), ("overrun", 7), ("past_milestone", 5), ("no_plan", 3), ("ahead", 3)]
+# Body profiles (weights in %): most bodies on track; "minor" bodies finish the odd sub-task a few days
+# late (注意); the late tail starts late, overruns, plans past the milestone or has entered no plan.
+PROFILES = [("on_track", 72), ("minor", 10), ("late_start", 5), ("overrun", 5), ("past_milestone", 3),
+            ("no_plan", 2), ("ahead", 3)]
+# Market shares (weights) of the vendors named on plans; the slipping one serves few bodies.
+VENDOR_WEIGHTS = [24, 20, 5, 18, 13, 10, 10]
 FIRST_MONTH, LAST_MONTH = D(2015, 4, 1), D(2015, 11, 1)
 
 
@@ -109,11 +114,11 @@ def _timeline(st: Any, body: Body, profile: str, vendor: str | None, month_style
     start += dt.timedelta(days=shift + rnd.randrange(-5, 6))
     end += dt.timedelta(days=shift + rnd.randrange(-3, 4))
     if end > st.milestone_date - dt.timedelta(days=7) and profile != "past_milestone":
-        # Bodies on track plan to finish with a margin before the milestone, as real schedules do.
-        margin = dt.timedelta(days=rnd.randrange(7, 22))
-        end = min(end, st.milestone_date - margin) if end - dt.timedelta(days=shift) <= st.milestone_date else end
-    if end < start:
-        end = start + dt.timedelta(days=14)
+        # Bodies plan to finish with a margin before the milestone, as real schedules do (every
+        # baseline ends on or before its milestone; the body's shift and jitter must not push it past).
+        end = st.milestone_date - dt.timedelta(days=rnd.randrange(7, 22))
+    if end < start + dt.timedelta(days=7):
+        start = end - dt.timedelta(days=14)  # a short sub-task late in the schedule starts earlier, keeping the margin
     if profile == "past_milestone" and code in ("C-5", "J-2", "E-6", "G-5", "H-5") and rnd.random() < 0.7:
         end = st.milestone_date + dt.timedelta(days=rnd.randrange(20, 90))
     planned_start = _month_start(start) if month_style else PartialDate(start)
@@ -142,7 +147,10 @@ def _timeline(st: Any, body: Body, profile: str, vendor: str | None, month_style
                    PlanValues(planned_start=planned_start, planned_end=planned_end, vendor=vendor,
                               actual_start=PartialDate(actual_start), progress=rnd.choice((10, 20, 30)))))
     duration = (planned_end.end() - planned_start.start()).days
-    overrun = rnd.randrange(-4, 4)
+    # On track: finished on or a little before the planned end; a "minor" body now and then a few days late.
+    overrun = -rnd.randrange(0, 8)
+    if profile == "minor" and rnd.random() < 0.25:
+        overrun = rnd.randrange(1, 12)
     if profile == "overrun" or (slipping and code in ("C-4", "G-3", "B-5")):
         overrun = rnd.randrange(25, 120)
     if profile == "late_start" and start_delay > 0:
@@ -189,7 +197,7 @@ def seed_demo_plans(session: Session, ctx: DemoContext) -> None:
         fields.setdefault(f.subtask_id, []).append(f)
     field_ids = {(f.subtask_id, f.code): f.id for fs in fields.values() for f in fs}
     bodies = list(session.scalars(select(Body).order_by(Body.code)))
-    vendor_of: dict[int, str] = {b.id: rnd.choice(VENDORS) for b in bodies}
+    vendor_of: dict[int, str] = {b.id: rnd.choices(VENDORS, VENDOR_WEIGHTS)[0] for b in bodies}
     histories: dict[tuple[int, int], list[tuple[dt.datetime, PlanValues]]] = {}
     for body in bodies:
         profile = _profile(rnd)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, String, Text, UniqueConstraint, event
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from pmo.catalog.models import CompletionField, Subtask
@@ -98,6 +99,50 @@ class PlanRevision(Base):
     batch_id: Mapped[str | None] = mapped_column(String(40))
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The state after the change again, as typed columns filled from ``after`` on insert (see
+    # ``revision_state``), so replaying a past date is a plain scan with no JSON decoding.
+    planned_start: Mapped[dt.date | None]
+    planned_start_precision: Mapped[DatePrecision | None]
+    planned_end: Mapped[dt.date | None]
+    planned_end_precision: Mapped[DatePrecision | None]
+    actual_start: Mapped[dt.date | None]
+    actual_start_precision: Mapped[DatePrecision | None]
+    actual_end: Mapped[dt.date | None]
+    actual_end_precision: Mapped[DatePrecision | None]
+    progress: Mapped[int | None]
+    not_applicable_reason: Mapped[str | None] = mapped_column(Text)
+    vendor: Mapped[str | None] = mapped_column(String(100))
+
+
+REVISION_STATE_FIELDS = (
+    "planned_start", "planned_start_precision", "planned_end", "planned_end_precision", "actual_start",
+    "actual_start_precision", "actual_end", "actual_end_precision", "progress", "not_applicable_reason", "vendor",
+)
+
+
+def revision_state(after: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Return the typed state columns of a revision from its ``after`` snapshot (ISO dates, 'day'/'month')."""
+    after = after or {}
+    out: dict[str, Any] = {}
+    for name in REVISION_STATE_FIELDS:
+        value = after.get(name)
+        if name.endswith("_precision"):
+            value = DatePrecision(value) if value else DatePrecision.DAY
+        elif name in ("planned_start", "planned_end", "actual_start", "actual_end"):
+            value = dt.date.fromisoformat(value) if isinstance(value, str) and value else value
+        out[name] = value
+    return out
+
+
+def with_revision_state(row: dict[str, Any]) -> dict[str, Any]:
+    """Return a plan_revisions row (for a bulk insert) with its typed state columns filled from ``after``."""
+    return {**row, **revision_state(row.get("after"))}
+
+
+@event.listens_for(PlanRevision, "before_insert")
+def _fill_revision_state(_mapper: Any, _connection: Any, revision: PlanRevision) -> None:
+    for name, value in revision_state(revision.after).items():
+        setattr(revision, name, value)
 
 
 class MonthlySnapshot(Base):

@@ -1,6 +1,10 @@
 """Dashboards and the steering-meeting report: the delay state in scope rolled up into tables and figures.
 
-Monthly snapshots are frozen, so the roll-up of each one is cached in the process (keyed by the
+Everything a page shows that does not depend on the viewer's filter or cases — per-body statuses,
+the tables and the Plotly figures — is a ``Rollup`` computed once per (scope, as-of date, thresholds,
+data version) and shared by every request and worker through ``ROLLUP_CACHE`` (Redis when configured,
+else in-process; see pmo.core.sharedcache). A request then only filters 1,835 body rows and renders.
+Monthly snapshots are frozen, so the roll-up of each one is cached the same way (keyed by the
 snapshot, its close time, the thresholds and the reach); a re-close changes the key.
 """
 
@@ -9,6 +13,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +25,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pmo.accounts.permissions import Actor, Permission, can
+from pmo.core import clock
 from pmo.core.errors import NotFound, PermissionDenied
+from pmo.core.sharedcache import SharedCache
 from pmo.delays import cases as case_service
 from pmo.delays import rules as delay_rules
 from pmo.delays import service as delays
@@ -51,16 +58,25 @@ def snapshot_bodies(session: Session, snapshot: MonthlySnapshot, reach: delays.R
                     thresholds: delay_rules.SeverityThresholds) -> pd.DataFrame:
     """Return the per-body roll-up (status, rate …) of a monthly close judged at its month end."""
     key = (snapshot.id, snapshot.closed_dt, thresholds, reach)
+
+    def compute() -> pd.DataFrame:
+        plans = delays.load_snapshot_plans(session, snapshot, reach)
+        return delays.judge(plans, snapshot.as_of, thresholds, light=True).bodies[list(SNAPSHOT_COLUMNS)]
+
+    if ROLLUP_CACHE is not None:
+        return ROLLUP_CACHE.get_or_compute(f"snapshot:{key!r}", compute)
     cached = _snapshot_cache.get(key)
     if cached is not None:
         _snapshot_cache.move_to_end(key)
         return cached
-    plans = delays.load_snapshot_plans(session, snapshot, reach)
-    bodies = delays.judge(plans, snapshot.as_of, thresholds, light=True).bodies
+    bodies = compute()
     _snapshot_cache[key] = bodies
     while len(_snapshot_cache) > _CACHE_SIZE:
         _snapshot_cache.popitem(last=False)
     return bodies
+
+
+SNAPSHOT_COLUMNS = ("body_code", "body_name", "prefecture_code", "status", "done", "not_applicable", "total", "rate")
 
 
 def trend_table(session: Session, reach: delays.Reach, thresholds: delay_rules.SeverityThresholds,
@@ -70,9 +86,112 @@ def trend_table(session: Session, reach: delays.Reach, thresholds: delay_rules.S
         select(MonthlySnapshot).where(MonthlySnapshot.as_of <= as_of)
         .order_by(MonthlySnapshot.as_of.desc()).limit(TREND_MONTHS)
     ))
-    points = [(f"{s.month.year}年{s.month.month}月", snapshot_bodies(session, s, reach, thresholds))
-              for s in reversed(snapshots)]
+    def bodies_of(snapshot: MonthlySnapshot) -> pd.DataFrame:
+        if reach.prefecture_code is None:
+            return snapshot_bodies(session, snapshot, reach, thresholds)
+        # Each body is judged on its own, so a prefecture's rows are those of the national roll-up,
+        # which is computed once and shared by all 47 prefectures.
+        national = snapshot_bodies(session, snapshot, delays.Reach(national=True), thresholds)
+        return national[national["prefecture_code"] == reach.prefecture_code]
+
+    points = [(f"{s.month.year}年{s.month.month}月", bodies_of(s)) for s in reversed(snapshots)]
     return rules.trend(points)
+
+
+# The shared cache of roll-ups; the web app sets it (pmo.reports.views). None: compute every time.
+ROLLUP_CACHE: SharedCache | None = None
+BODY_COLUMNS = (
+    "body_code", "body_id", "body_name", "kind", "prefecture_code", "population", "population_class", "status",
+    "signal_count", "not_started", "in_progress", "done", "not_applicable", "total", "rate", "worst",
+    "signal_mask", "item_mask", "vendors", "signal_kinds",
+)
+
+
+@dataclass
+class Rollup:
+    """What the dashboards and the report show for one scope on one date, before the viewer's filter.
+
+    Compact on purpose (it is cached and shared): one row per body, the small tables behind each
+    figure, and each figure already serialised to JSON.
+    """
+
+    as_of: dt.date
+    prefecture_code: str | None
+    thresholds: delay_rules.SeverityThresholds
+    bodies: pd.DataFrame
+    items: list[tuple[str, str]]  # (作業項目, name) in catalog order
+    tables: dict[str, pd.DataFrame]
+    figures: dict[str, str]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        bodies = self.bodies
+        closed = bodies["done"].fillna(0).sum() + bodies["not_applicable"].fillna(0).sum()
+        total = bodies["total"].fillna(0).sum()
+        return {
+            "bodies": int(len(bodies)),
+            "attention": int(bodies["status"].isin(rules.ATTENTION).sum()),
+            "critical": int((bodies["status"] == "critical").sum()),
+            "rate": round(100 * closed / total, 1) if total else 0.0,
+        }
+
+
+def _compute_rollup(session: Session, as_of: dt.date, prefecture_code: str | None,
+                    thresholds: delay_rules.SeverityThresholds) -> Rollup:
+    reach = delays.Reach(national=True) if prefecture_code is None else delays.Reach(prefecture_code=prefecture_code)
+    state = delays.judge(delays.load_plans(session, reach, as_of), as_of, thresholds)
+    names = prefecture_names(session)
+    plans, bodies = state.plans, state.bodies
+    tables: dict[str, pd.DataFrame] = {"status": rules.status_counts(bodies), "rate_item": rules.rate_by_item(plans)}
+    if prefecture_code is None:
+        tables["rate_prefecture"] = rules.rate_by_prefecture(plans, names)
+        tables["heatmap"] = rules.heatmap(plans, names)
+        tables["signals"] = rules.signal_counts(state.signals)
+        tables["prefecture"] = prefecture_summary(bodies, plans, names)
+    else:
+        tables["rate_prefecture"] = rules.rate_by_body(plans, bodies)
+        tables["heatmap"] = rules.heatmap(plans, names, by="body_code")
+    tables["trend"] = trend_table(session, reach, thresholds, as_of)
+    figures = {
+        "status": charts.status_bar(tables["status"]),
+        "rate_item": charts.rate_bar(list(tables["rate_item"]["作業項目"]), list(tables["rate_item"]["完了率(%)"]),
+                                     "完了率(%)", hover=list(tables["rate_item"]["名称"])),
+        "rate_prefecture": charts.rate_bar(
+            list(tables["rate_prefecture"]["都道府県" if prefecture_code is None else "団体名"]),
+            list(tables["rate_prefecture"]["完了率(%)"]), "完了率(%)", height=380),
+        "heatmap": charts.heatmap(tables["heatmap"]),
+        "trend": charts.trend(tables["trend"]),
+    }
+    items = plans.drop_duplicates("item").sort_values("sort_order")
+    compact = bodies[list(BODY_COLUMNS)].reset_index(drop=True)
+    compact.attrs["item_codes"] = list(bodies.attrs.get("item_codes", []))
+    return Rollup(
+        as_of=as_of, prefecture_code=prefecture_code, thresholds=thresholds, bodies=compact,
+        items=list(zip(items["item"], items["item_name"])), tables=tables,
+        figures={key: json.dumps(fig, ensure_ascii=False, separators=(",", ":")) for key, fig in figures.items()},
+    )
+
+
+def rollup(session: Session, actor: Actor, as_of: dt.date, prefecture_code: str | None = None) -> Rollup:
+    """Return the roll-up of the whole country (``DASHBOARD_NATIONAL``) or of one prefecture in the actor's reach.
+
+    Computed once per (scope, as-of date, thresholds, data version) and shared (``ROLLUP_CACHE``).
+
+    :raise PermissionDenied: national without ``DASHBOARD_NATIONAL``, or no delay view at all.
+    :raise NotFound: a prefecture outside the actor's reach.
+    """
+    if prefecture_code is None:
+        if not can(actor, Permission.DASHBOARD_NATIONAL):
+            raise PermissionDenied("全国ダッシュボードを閲覧する権限がありません。")
+    else:
+        delays.narrow(delays.reach_of(actor), prefecture_code)
+    thresholds = delays.get_thresholds(session)
+    if ROLLUP_CACHE is None:
+        return _compute_rollup(session, as_of, prefecture_code, thresholds)
+    replay = as_of < clock.today()
+    key = (f"rollup:{prefecture_code or 'national'}:{as_of.isoformat()}:{int(replay)}:{thresholds!r}:"
+           f"{delays.data_version(session)!r}")
+    return ROLLUP_CACHE.get_or_compute(key, lambda: _compute_rollup(session, as_of, prefecture_code, thresholds))
 
 
 @dataclass
@@ -82,9 +201,9 @@ class Dashboard:
     as_of: dt.date
     title: str
     prefecture_code: str | None
-    state: delays.DelayState
+    rollup: Rollup
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-    figures: dict[str, dict[str, Any]] = field(default_factory=dict)
+    figures: dict[str, str] = field(default_factory=dict)  # Plotly figure JSON
     definitions: dict[str, str] = field(default_factory=dict)
     followup: pd.DataFrame | None = None
     cases_by_body: dict[str, Any] = field(default_factory=dict)
@@ -92,16 +211,7 @@ class Dashboard:
 
     @property
     def summary(self) -> dict[str, Any]:
-        bodies = self.state.bodies
-        closed = bodies["done"].fillna(0).sum() + bodies["not_applicable"].fillna(0).sum()
-        total = bodies["total"].fillna(0).sum()
-        return {
-            "bodies": int(len(bodies)),
-            "attention": int(bodies["status"].isin(rules.ATTENTION).sum()),
-            "critical": int((bodies["status"] == "critical").sum()),
-            "rate": round(100 * closed / total, 1) if total else 0.0,
-            "open_cases": len(self.cases_by_body),
-        }
+        return {**self.rollup.summary, "open_cases": len(self.cases_by_body)}
 
 
 def _case_labels(cases_by_body: dict[str, Any]) -> dict[str, str]:
@@ -118,45 +228,22 @@ def dashboard(session: Session, actor: Actor, as_of: dt.date, prefecture_code: s
     flt = flt or rules.FollowupFilter()
     names = prefecture_names(session)
     if prefecture_code is None:
-        if not can(actor, Permission.DASHBOARD_NATIONAL):
-            raise PermissionDenied("全国ダッシュボードを閲覧する権限がありません。")
         title = "全国"
     else:
         if prefecture_code not in names:
             raise NotFound("都道府県が見つかりません。")
         title = names[prefecture_code]
-    state = delays.delay_state(session, actor, as_of, prefecture_code=prefecture_code)
-    thresholds = delays.thresholds_dict(state.thresholds)
-    reach = delays.Reach(national=True) if prefecture_code is None else delays.Reach(prefecture_code=prefecture_code)
-    board = Dashboard(as_of=as_of, title=title, prefecture_code=prefecture_code, state=state)
-    plans, bodies = state.plans, state.bodies
-
-    board.tables["status"] = rules.status_counts(bodies)
-    board.tables["rate_item"] = rules.rate_by_item(plans)
-    if prefecture_code is None:
-        board.tables["rate_prefecture"] = rules.rate_by_prefecture(plans, names)
-        board.tables["heatmap"] = rules.heatmap(plans, names)
-    else:
-        board.tables["rate_prefecture"] = rules.rate_by_body(plans, bodies)
-        board.tables["heatmap"] = rules.heatmap(plans, names, by="body_code")
-    board.tables["trend"] = trend_table(session, reach, state.thresholds, as_of)
-
+    roll = rollup(session, actor, as_of, prefecture_code)
+    thresholds = delays.thresholds_dict(roll.thresholds)
+    board = Dashboard(as_of=as_of, title=title, prefecture_code=prefecture_code, rollup=roll,
+                      tables={k: v for k, v in roll.tables.items() if k in FIGURE_TABLES}, figures=dict(roll.figures))
+    bodies = roll.bodies
+    codes = set(bodies["body_code"])
     board.cases_by_body = {
-        code: case for code, case in case_service.open_case_by_body(session, actor).items()
-        if code in set(bodies["body_code"])
+        code: case for code, case in case_service.open_case_by_body(session, actor).items() if code in codes
     }
     board.followup = rules.followup_bodies(bodies, flt)
     board.tables["followup"] = rules.followup_table(board.followup, names, KIND_LABELS, _case_labels(board.cases_by_body))
-
-    board.figures["status"] = charts.status_bar(board.tables["status"])
-    board.figures["rate_item"] = charts.rate_bar(
-        list(board.tables["rate_item"]["作業項目"]), list(board.tables["rate_item"]["完了率(%)"]), "完了率(%)",
-        hover=list(board.tables["rate_item"]["名称"]))
-    rp = board.tables["rate_prefecture"]
-    board.figures["rate_prefecture"] = charts.rate_bar(
-        list(rp["都道府県"] if prefecture_code is None else rp["団体名"]), list(rp["完了率(%)"]), "完了率(%)", height=380)
-    board.figures["heatmap"] = charts.heatmap(board.tables["heatmap"])
-    board.figures["trend"] = charts.trend(board.tables["trend"])
     for key in ("status", "rate_item", "rate_prefecture", "heatmap", "trend", "followup"):
         board.definitions[key] = rules.definition_text(key, thresholds)
     if prefecture_code is not None:
@@ -164,14 +251,17 @@ def dashboard(session: Session, actor: Actor, as_of: dt.date, prefecture_code: s
             "団体ごとの（完了 ＋ 対象外）÷ 該当サブタスク数です。状況は最も重い遅延の兆候です。"
         )
         board.definitions["heatmap"] = "各マスは、その団体のその作業項目の該当サブタスクの（完了 ＋ 対象外）÷ サブタスク数です。"
-    board.filter_options = _filter_options(bodies, plans, names)
+    board.filter_options = _filter_options(bodies, roll.items, names)
     return board
 
 
-def _filter_options(bodies: pd.DataFrame, plans: pd.DataFrame, names: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
+FIGURE_TABLES = ("status", "rate_item", "rate_prefecture", "heatmap", "trend")
+
+
+def _filter_options(bodies: pd.DataFrame, items: list[tuple[str, str]],
+                    names: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
     codes = sorted(set(bodies["prefecture_code"]))
     kinds = [k for k in BodyKind if k.value in set(bodies["kind"])]
-    items = plans.drop_duplicates("item").sort_values("sort_order")
     vendors = sorted({v for vs in bodies["vendors"] for v in vs})
     from pmo.orgs.service import POPULATION_CLASSES
 
@@ -180,7 +270,7 @@ def _filter_options(bodies: pd.DataFrame, plans: pd.DataFrame, names: dict[str, 
         "kind": [(k.value, k.label) for k in kinds],
         "population_class": [(label, label) for _, _, label in POPULATION_CLASSES],
         "signal": [(k.value, k.label) for k in delay_rules.SignalKind],
-        "item": [(i, f"{i} {n}") for i, n in zip(items["item"], items["item_name"])],
+        "item": [(i, f"{i} {n}") for i, n in items],
         "vendor": [(v, v) for v in vendors],
         "status": [("", "遅延・重大"), ("critical", "重大のみ"), ("delayed", "遅延のみ"), ("notice", "注意のみ")],
         "sort": [("status", "状況の重い順"), ("signals", "兆候の多い順"), ("rate", "完了率の低い順"),
@@ -287,19 +377,19 @@ def steering_report(session: Session, actor: Actor, as_of: dt.date) -> SteeringR
     if not can(actor, Permission.REPORT_STEERING):
         raise PermissionDenied("全体推進会議の報告を作成する権限がありません。")
     names = prefecture_names(session)
-    state = delays.delay_state(session, actor, as_of)
-    bodies, plans = state.bodies, state.plans
-    thresholds = delays.thresholds_dict(state.thresholds)
+    roll = rollup(session, actor, as_of)
+    bodies = roll.bodies
+    thresholds = delays.thresholds_dict(roll.thresholds)
     previous = previous_snapshot(session, as_of)
     cases = case_service.open_case_by_body(session, actor)
     sections: dict[str, pd.DataFrame] = {
-        "national": rules.status_counts(bodies),
-        "signals": rules.signal_counts(state.signals),
-        "prefecture": prefecture_summary(bodies, plans, names),
-        "item": rules.rate_by_item(plans),
+        "national": roll.tables["status"],
+        "signals": roll.tables["signals"],
+        "prefecture": roll.tables["prefecture"],
+        "item": roll.tables["rate_item"],
     }
     if previous is not None:
-        before = snapshot_bodies(session, previous, delays.Reach(national=True), state.thresholds)
+        before = snapshot_bodies(session, previous, delays.Reach(national=True), roll.thresholds)
         sections["change_summary"] = rules.change_summary(before, bodies)
         sections["changes"] = rules.changes_since(before, bodies)
     at_risk = rules.followup_bodies(bodies, rules.FollowupFilter(status="critical"))

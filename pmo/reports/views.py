@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, url_for
@@ -37,8 +36,29 @@ def _filter() -> rules.FollowupFilter:
     )
 
 
+@bp.record_once
+def _configure_cache(state: Any) -> None:
+    # Roll-ups are shared by every request and worker: through Redis when PMO_REDIS_URL is set, else
+    # in-process. Off under TESTING (rolled-back test data can repeat a data version).
+    app = state.app
+    if app.testing or not app.config.get("ROLLUP_CACHE", True):
+        service.ROLLUP_CACHE = None
+        return
+    import hashlib
+
+    from pmo.core.sharedcache import SharedCache
+
+    # Two portals sharing one Redis must not share entries: the prefix names the database.
+    database = hashlib.sha256(str(app.config.get("DATABASE_URL")).encode()).hexdigest()[:12]
+    service.ROLLUP_CACHE = SharedCache(
+        secret=str(app.config["SECRET_KEY"]).encode(), redis_url=app.config.get("REDIS_URL") or None,
+        prefix=f"{app.config.get('REDIS_PREFIX', 'pmo:')}rollup:{database}:", local_size=int(app.config.get("ROLLUP_CACHE_LOCAL_SIZE", 24)),
+        ttl=float(app.config.get("ROLLUP_CACHE_SECONDS", 3600)),
+    )
+
+
 def _charts_json(board: service.Dashboard) -> dict[str, str]:
-    return {key: json.dumps(fig, ensure_ascii=False) for key, fig in board.figures.items()}
+    return board.figures  # already JSON (serialised once, in the cached roll-up)
 
 
 FOLLOWUP_PER_PAGE = 100
@@ -49,8 +69,11 @@ def _render(board: service.Dashboard, endpoint: str, **kwargs: Any) -> Any:
     raw_page = request.args.get("page", "1")
     page = int(raw_page) if raw_page.isdigit() and 0 < int(raw_page) < 10_000 else 1
     page_args = dict(args, as_of=board.as_of.isoformat(), **kwargs)
+    first = (page - 1) * FOLLOWUP_PER_PAGE
+    statuses = list(board.followup["status"].iloc[first:first + FOLLOWUP_PER_PAGE]) if board.followup is not None else []
     return render_template(
         "reports/dashboard.html", board=board, charts=_charts_json(board), tables=TABLES, endpoint=endpoint,
+        statuses=statuses,
         endpoint_args=kwargs, filter_args=args, flt=_filter(), page=page, per_page=FOLLOWUP_PER_PAGE,
         page_args=page_args,
         can_manage=can(current_actor(), Permission.CASE_MANAGE), status_label=rules.STATUS_LABEL,
@@ -170,16 +193,13 @@ def api_summary() -> Any:
     except ValidationFailed as exc:
         return problem(422, exc.problems[0].message, [{"field": "as_of", "message": exc.problems[0].message}])
     db = get_session()
-    state = delays.delay_state(db, current_actor(), as_of)
-    names = service.prefecture_names(db)
-    prefs = service.prefecture_summary(state.bodies, state.plans, names)
-    items = rules.rate_by_item(state.plans)
-    closed = state.bodies["done"].fillna(0).sum() + state.bodies["not_applicable"].fillna(0).sum()
-    total = state.bodies["total"].fillna(0).sum()
+    roll = service.rollup(db, current_actor(), as_of)
+    prefs = roll.tables["prefecture"]
+    items = roll.tables["rate_item"]
     return jsonify({
-        "as_of": as_of.isoformat(), "bodies": int(len(state.bodies)),
-        "completion_rate": round(100 * closed / total, 1) if total else 0.0,
-        "by_status": {s: int((state.bodies["status"] == s).sum()) for s in rules.STATUS_ORDER},
+        "as_of": as_of.isoformat(), "bodies": int(len(roll.bodies)),
+        "completion_rate": roll.summary["rate"],
+        "by_status": {s: int((roll.bodies["status"] == s).sum()) for s in rules.STATUS_ORDER},
         "by_item": [{"item": i, "name": n, "subtasks": int(t), "completion_rate": float(r)} for i, n, t, r in
                     zip(items["作業項目"], items["名称"], items["サブタスク数"], items["完了率(%)"])],
         "by_prefecture": [
@@ -188,6 +208,27 @@ def api_summary() -> Any:
             for i, (c, n, b, r) in enumerate(zip(prefs["都道府県コード"], prefs["都道府県"], prefs["団体数"], prefs["完了率(%)"]))
         ],
     })
+
+
+_TABLE_HTML: dict[int, tuple[Any, str, Any]] = {}
+
+
+@bp.app_template_global("table_html")
+def table_html(frame: Any, caption: str | None = None) -> Any:
+    """Render ``df_table(frame, caption)`` once per table object: the roll-up's tables are shared by every
+    request, so their HTML is too (a per-request table is rendered as before)."""
+    import weakref
+
+    from flask import get_template_attribute
+
+    entry = _TABLE_HTML.get(id(frame))
+    if entry is not None and entry[0]() is frame and entry[1] == caption:
+        return entry[2]
+    html = get_template_attribute("reports/_macros.html", "df_table")(frame, caption)
+    if len(_TABLE_HTML) > 512:
+        _TABLE_HTML.clear()
+    _TABLE_HTML[id(frame)] = (weakref.ref(frame), caption, html)
+    return html
 
 
 @bp.app_template_filter("cell")
@@ -230,9 +271,9 @@ def _home_panel(session: Any, actor: Any) -> dict[str, Any] | None:
     as_of = default_as_of()
     counts = case_service.case_counts(session, actor)
     if can(actor, Permission.DASHBOARD_NATIONAL):
-        state = delays.delay_state(session, actor, as_of)
+        roll = service.rollup(session, actor, as_of)
         return {"title": f"全国の状況（{as_of.year}年{as_of.month}月{as_of.day}日時点）", "template": "reports/_home_national.html",
-                "status": rules.status_counts(state.bodies), "cases": counts, "as_of": as_of}
+                "status": roll.tables["status"], "cases": counts, "as_of": as_of}
     if actor.body is None:
         return None
     state = delays.delay_state(session, actor, as_of, body_code=actor.body.code)

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pmo.delays.rules import (
+    evaluate,
     DEFAULT_THRESHOLDS,
     BodyStatus,
     PlanFacts,
@@ -572,9 +573,12 @@ thresholds_strategy = st.builds(
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(frame=plans_frames(), as_of_offset=st.integers(-50, 50), thresholds=thresholds_strategy)
-def test_vectorised_equals_scalar(frame, as_of_offset, thresholds):
+@given(frame=plans_frames(), as_of_offset=st.integers(-50, 50), thresholds=thresholds_strategy,
+       with_body_ids=st.booleans())
+def test_vectorised_equals_scalar(frame, as_of_offset, thresholds, with_body_ids):
     as_of = BASE + dt.timedelta(days=as_of_offset)
+    if with_body_ids:  # the loader's frames carry integer body ids, which the chain and rates group by
+        frame = frame.assign(body_id=frame["body_code"].map(lambda code: 500 - int(code)).astype("int64"))
     expected_rows, expected_forecasts, expected_statuses = _scalar_reference(frame, as_of, thresholds)
 
     out = compute_signals(frame, as_of, thresholds)
@@ -587,6 +591,15 @@ def test_vectorised_equals_scalar(frame, as_of_offset, thresholds):
     assert got_rows == expected_rows
     assert list(forecast_ends(frame, as_of).map(_opt_date)) == expected_forecasts
     assert list(derive_statuses(frame, as_of)) == expected_statuses
+
+    # evaluate() gives the same four results in one pass, and where each signal came from.
+    judged = evaluate(frame, as_of, thresholds)
+    pd.testing.assert_frame_equal(judged.signals, out)
+    assert list(judged.forecast_end.map(_opt_date)) == expected_forecasts
+    assert list(judged.statuses) == expected_statuses
+    pd.testing.assert_frame_equal(judged.rates, completion_rates(frame, as_of))
+    assert list(frame["subtask"].to_numpy()[judged.signal_rows]) == list(out["subtask"])
+    assert list(frame["body_code"].to_numpy()[judged.signal_rows]) == list(out["body_code"])
 
 
 def test_default_thresholds_are_the_documented_ones():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -196,3 +197,38 @@ def test_the_state_cache_follows_every_plan_change(db_session, actor, monkeypatc
     assert second is not first
     late = second.signals[(second.signals["body_code"] == CITY_A) & (second.signals["subtask"] == "B-2")]
     assert "late_finish" not in set(late["signal"].astype(str))
+
+
+@pytest.mark.parametrize("replay", [False, True])
+def test_the_loader_reads_every_field_exactly_at_the_edges_of_the_date_range(db_session, replay):
+    # The loader packs dates, precisions, 対象外 and progress into integers in SQL; each must come back as stored.
+    values = dict(planned_start=D(1873, 1, 1), planned_end=D(2199, 12, 31), actual_start=D(2015, 2, 1),
+                  actual_end=D(2016, 2, 29), planned_start_precision="month", planned_end_precision="day",
+                  actual_start_precision="month", actual_end_precision="month", progress=100, vendor="株式会社A")
+    plan_id = add_plan(db_session, CITY_A, "B-2", **values)
+    other = add_plan(db_session, CITY_A, "B-3", planned_start=D(2015, 1, 1), progress=0,
+                     not_applicable_reason="不要")
+    if replay:
+        add_revision(db_session, plan_id, jst(D(2015, 1, 1)), **values)
+        add_revision(db_session, other, jst(D(2015, 1, 1)), planned_start=D(2015, 1, 1), progress=0,
+                     not_applicable_reason="不要")
+    plans = service.load_plans(db_session, service.Reach(body_id=service_body_id(db_session)), D(2016, 3, 1),
+                               replay=replay).set_index("subtask")
+    row = plans.loc["B-2"]
+    for column in service.DATE_COLUMNS:
+        assert row[column].date() == values[column]
+        assert row[f"{column}_precision"] == values[f"{column}_precision"]
+    assert row["progress"] == 100 and row["vendor"] == "株式会社A" and not row["not_applicable"]
+    assert row["plan_id"] == plan_id
+    na = plans.loc["B-3"]
+    assert na["not_applicable"] and na["not_applicable_reason"] == "不要" and na["progress"] == 0
+    assert na["planned_start"].date() == D(2015, 1, 1) and pd.isna(na["planned_end"])
+    unplanned = plans.loc["C-3"]
+    assert pd.isna(unplanned["plan_id"]) and pd.isna(unplanned["progress"]) and pd.isna(unplanned["planned_start"])
+    assert unplanned["planned_start_precision"] == "day" and not unplanned["not_applicable"]
+
+
+def service_body_id(session):
+    from pmo.orgs.models import Body
+
+    return session.scalar(sa.select(Body.id).where(Body.code == CITY_A))
