@@ -78,6 +78,11 @@ class DefaultConfig:
     MAIL_FROM = "noreply@pmo.example.jp"
     PORTAL_URL: str | None = None  # base URL written in e-mails
 
+    # Virus scanning of uploads (FILE-08): clamd's unix socket; unset = no scanning. Fail closed:
+    # while clamd does not answer, every upload is refused (docs/DECISIONS.md 6).
+    CLAMD_SOCKET: str | None = None
+    CLAMD_TIMEOUT = 30
+
 
 def load_config(app_config: dict[str, Any], instance_path: Path, overrides: Mapping[str, Any] | None) -> None:
     """Fill ``app_config`` from defaults, the environment and ``overrides``, then check it."""

@@ -9,11 +9,12 @@ from pathlib import Path
 from threading import Lock
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, render_template, request
 from sqlalchemy import text
 
 from pmo.core import clock
-from pmo.web.auth import public
+from pmo.accounts.permissions import Permission
+from pmo.web.auth import public, require
 
 bp = Blueprint("ops", __name__)
 
@@ -74,10 +75,37 @@ def healthz() -> Any:
             checks["last_backup_age_hours"] = last_backup_age(get_setting(session, "last_backup"), clock.now())
     except Exception:
         checks["last_backup_age_hours"] = None
+    from pmo.web.scanning import scanner_status
+
+    # FILE-08: "not_configured" | "ok" | "error" (uploads are then refused; the pages still serve).
+    checks["virus_scanner"] = scanner_status(current_app)[0]
     healthy = checks["database"] == "ok" and checks["disk"] == "ok"
     response = jsonify({"status": "ok" if healthy else "error", "checks": checks})
     response.status_code = 200 if healthy else 503
     return response
+
+
+@bp.route("/ops/status")
+@require(Permission.SYSTEM_SETTINGS)
+def status() -> Any:
+    """システム状態: what /healthz checks, in words, for system admins (with the scanner's version)."""
+    from pmo.ops.backup import last_backup_age
+    from pmo.settings.service import get_setting
+    from pmo.web.scanning import scanner_status, status_label
+
+    scan_state, scan_version = scanner_status(current_app)
+    status_fn = current_app.extensions.get("pmo_search_status")
+    try:
+        with current_app.extensions["pmo_db"].session(write=False) as session:
+            backup_age = last_backup_age(get_setting(session, "last_backup"), clock.now())
+    except Exception:
+        backup_age = None
+    free = shutil.disk_usage(Path(current_app.instance_path)).free
+    return render_template(
+        "ops/status.html", database_ok=_check_database(), free_gb=free / (1 << 30),
+        search_state=status_fn() if status_fn else "not_configured", backup_age=backup_age,
+        scan_state=scan_state, scan_label=status_label(scan_state), scan_version=scan_version,
+    )
 
 
 @bp.route("/metrics")
