@@ -56,6 +56,12 @@ class DefaultConfig:
     MAX_FORM_MEMORY_SIZE = 512 * 1024  # one text field, and any body that is not a file upload
     MAX_FORM_PARTS = 2000
 
+    # Per-user quotas (INP-04 d), in a sliding window; 0 turns one off. Shared through Redis when set.
+    UPLOAD_QUOTA_PER_MINUTE = 50
+    EXPORT_QUOTA_PER_MINUTE = 20
+    QUOTA_WINDOW_SECONDS = 60
+    QUOTA_REDIS_PREFIX = "pmo:quota:"
+
     TRUSTED_PROXIES = 0  # number of reverse proxies in front (ProxyFix x_for)
     REDIS_URL: str | None = None
     METRICS_TOKEN: str | None = None
