@@ -255,12 +255,22 @@ def _upload(national: bool) -> Any:
     return redirect(url_for("plans.job", batch_id=job.batch_id))
 
 
+def _discard_staged(*jobs: ImportJob) -> None:
+    """Delete the staged rows of jobs that can no longer be confirmed (done, rejected, failed, or
+    中断 after a crash), so no temporary file outlives its import (REL-05). Files only: a GET writes
+    nothing to the database."""
+    for found in jobs:
+        if found.stored_path and found.status not in (ImportStatus.PREVIEWED, ImportStatus.RUNNING):
+            (_storage() / Path(found.stored_path).name).unlink(missing_ok=True)
+
+
 @bp.route("/import/<batch_id>")
 @require(None)
 def job(batch_id: str) -> Any:
     db = get_session()
     found = imports.get_job(db, current_actor(), batch_id)
     db.commit()
+    _discard_staged(found)
     problems = imports.errors_as_problems(found)
     return render_template("plans/job.html", job=found, problems=problems[:500], problem_count=len(problems),
                            form=forms.ConfirmForm(), Status=ImportStatus)
@@ -272,6 +282,7 @@ def job_status(batch_id: str) -> Any:
     db = get_session()
     found = imports.get_job(db, current_actor(), batch_id)
     db.commit()
+    _discard_staged(found)
     return jsonify({"status": found.status.value, "phase": found.phase, "processed": found.processed_rows,
                     "total": found.total_rows, "finished": found.status is not ImportStatus.RUNNING,
                     "url": url_for("plans.job", batch_id=found.batch_id)})
@@ -312,7 +323,9 @@ def job_commit(batch_id: str) -> Any:
         found.status, found.message = ImportStatus.FAILED, "取込に失敗しました。データは変更されていません。"
         found.finished_dt = clock.now()
         db.commit()
+        _discard_staged(found)
         raise
+    _discard_staged(found)
     del counts  # the job page shows them
     return redirect(url_for("plans.job", batch_id=batch_id))
 
@@ -331,6 +344,7 @@ def national() -> Any:
     close_form = forms.CloseMonthForm(month=f"{last_month:%Y-%m}")
     jobs = imports.recent_jobs(db, national=True)
     db.commit()
+    _discard_staged(*jobs)
     return render_template("plans/national.html", form=form, close_form=close_form, jobs=jobs,
                            snapshots=service.list_snapshots(db), may_close=can(current_actor(), Permission.MONTHLY_CLOSE))
 
