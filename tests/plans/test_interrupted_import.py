@@ -33,25 +33,12 @@ from pmo.paths import data_dir
 from pmo.plans import imports
 from pmo.plans.models import ImportJob, ImportStatus, Plan
 from tests.conftest import SECRET, TEST_PASSWORD, PortalClient
+from tests.own_db import own_database
 
 ROWS = 20_000
 WORKER = Path(__file__).with_name("interrupted_import_worker.py")
 # Tables the interrupted confirmation may touch besides the job itself (and the viewer's session row).
 NOT_COMPARED = {"import_jobs", "user_sessions"}
-
-
-def _own_database(tmp_path: Path) -> str:
-    base = os.environ.get("PMO_TEST_DATABASE_URL")
-    if not base:
-        return f"sqlite:///{tmp_path / 'rel05.sqlite3'}"
-    url = sa.make_url(base)
-    name = f"{url.database}_rel05"
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return url.set(database=name).render_as_string(hide_password=False)
 
 
 def _snapshot(engine: sa.Engine) -> dict[str, tuple[int, str]]:
@@ -100,7 +87,7 @@ def _portal(url: str, instance: Path) -> tuple:
 def test_an_import_killed_half_way_changes_nothing_and_shows_interrupted(tmp_path):
     """REL-05."""
     clock.freeze(None)  # the worker process runs on the real clock
-    url = _own_database(tmp_path)
+    url = own_database(tmp_path, "rel05")
     upgrade_database(url)
     instance = tmp_path / "instance"
     app, client = _portal(url, instance)
