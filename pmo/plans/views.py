@@ -28,7 +28,7 @@ from pmo.core.errors import ValidationFailed
 from pmo.core.files import UploadRejected, content_disposition
 from pmo.core.tabular import problems_to_csv, problems_to_xlsx
 from pmo.db import get_session
-from pmo.plans import forms, imports, rules, service
+from pmo.plans import forms, imports, locks, rules, service
 from pmo.plans.models import ImportJob, ImportStatus
 from pmo.web.auth import current_actor, require
 
@@ -315,6 +315,7 @@ def job_commit(batch_id: str) -> Any:
     found.status, found.phase, found.heartbeat_dt, found.processed_rows = ImportStatus.RUNNING, "apply", clock.now(), 0
     db.commit()
     try:
+        locks.wait_for_other_imports(db)  # REL-06: a second import is queued, never interleaved
         counts = imports.commit_job(db, actor, found, _storage(), _apply_progress(found))
         db.commit()
     except Exception:
