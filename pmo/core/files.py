@@ -35,7 +35,8 @@ import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import quote
 
 import defusedxml  # noqa: F401  (FILE-04: openpyxl only parses safely when this is importable)

@@ -90,7 +90,7 @@ class RedisCounter:
     def take(self, key: str, now: float, window: float, limit: int) -> bool:
         try:
             return bool(self.script(keys=[self.prefix + key], args=[now, window, limit, f"{now}:{secrets.token_hex(4)}"]))
-        except Exception as exc:  # redis.RedisError, OSError: keep counting in this process
+        except Exception as exc:  # noqa: BLE001 - redis.RedisError, OSError: keep counting in this process
             log.error("quota store unavailable, counting in this process: %s", type(exc).__name__)
             return self.fallback.take(key, now, window, limit)
 
@@ -109,9 +109,9 @@ def counter_of(app: Flask) -> MemoryCounter | RedisCounter:
 def kind_of_request() -> str | None:
     if request.method == "GET" and request.endpoint in EXPORT_ENDPOINTS:
         return "export"
-    if request.method in ("POST", "PUT") and request.mimetype == "multipart/form-data":
-        if any(f.filename for f in request.files.values()):
-            return "upload"
+    carries_file = request.method in ("POST", "PUT") and request.mimetype == "multipart/form-data"
+    if carries_file and any(f.filename for f in request.files.values()):
+        return "upload"
     return None
 
 

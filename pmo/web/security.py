@@ -70,7 +70,7 @@ def init_app(app: Flask) -> None:
         headers.pop("X-Powered-By", None)
         try:
             authenticated = bool(getattr(current_user, "is_authenticated", False))
-        except Exception:  # the user could not be loaded (database down): treat as private (AC-09)
+        except Exception:  # noqa: BLE001 - the user could not be loaded (database down): treat as private (AC-09)
             authenticated = True
         if not request.path.startswith("/static/") and (authenticated or "Cache-Control" not in headers):
             if "private" not in headers.get("Cache-Control", ""):  # file downloads set "private, no-store"

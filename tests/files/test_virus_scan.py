@@ -18,7 +18,6 @@ from pmo.accounts.models import Role
 from pmo.audit.models import AuditEntry
 from pmo.core import files
 from pmo.core.scanner import ClamdScanner, ScannerUnavailable
-from pmo.documents.models import Document
 from pmo.plans import imports
 from pmo.plans.models import ImportJob
 from pmo.procedures.models import Dataset

@@ -9,7 +9,6 @@ import datetime as dt
 import io
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa

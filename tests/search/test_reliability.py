@@ -82,7 +82,8 @@ def _cli(config: dict, *args: str) -> subprocess.CompletedProcess:
     """``pmo …`` in another process, on the same database and instance folder."""
     env = {**os.environ, "PMO_DATABASE_URL": config["DATABASE_URL"], "PMO_INSTANCE_PATH": config["INSTANCE_PATH"],
            "PMO_SECRET_KEY": SECRET, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "pmo", *args], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "pmo", *args], env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
 
 
 def _hits(client: PortalClient, q: str) -> dict:
@@ -162,8 +163,9 @@ def test_a_write_lock_held_by_another_process_never_loses_a_save(portal, officer
     assert _cli(portal["config"], "search", "rebuild").returncode == 0
     current = (_index_root(app) / "current").resolve()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom whoosh.index import open_dir\n"
-         "w = open_dir(sys.argv[1]).writer()\nprint('HELD', flush=True)\ntime.sleep(600)\n", str(current)],
+        [sys.executable, "-c", ("import sys, time\nfrom whoosh.index import open_dir\n"
+                                "w = open_dir(sys.argv[1]).writer()\nprint('HELD', flush=True)\ntime.sleep(600)\n"),
+         str(current)],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         assert holder.stdout.readline().strip() == "HELD"
