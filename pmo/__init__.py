@@ -42,11 +42,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from pmo import db
     from pmo.extensions import csrf
     from pmo.web import auth, errors, filters, security
+    from pmo.web import quotas, scanning
 
     database = db.init_app(app, bind=bind)
     _check_demo_data(app, database)
     security.init_app(app)
+    scanning.init_app(app)
     auth.init_app(app)
+    quotas.init_app(app)
     csrf.init_app(app)
     filters.init_app(app)
     errors.register_error_handlers(app)

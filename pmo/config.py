@@ -67,6 +67,12 @@ class DefaultConfig:
     MAX_FORM_MEMORY_SIZE = 512 * 1024  # one text field, and any body that is not a file upload
     MAX_FORM_PARTS = 2000
 
+    # Per-user quotas (INP-04 d), in a sliding window; 0 turns one off. Shared through Redis when set.
+    UPLOAD_QUOTA_PER_MINUTE = 50
+    EXPORT_QUOTA_PER_MINUTE = 20
+    QUOTA_WINDOW_SECONDS = 60
+    QUOTA_REDIS_PREFIX: str | None = None  # default: REDIS_PREFIX + "quota:"
+
     TRUSTED_PROXIES = 0  # number of reverse proxies in front (ProxyFix x_for)
     REDIS_URL: str | None = None  # shared /metrics counters of all workers (pmo.ops.metrics)
     REDIS_PREFIX = "pmo:"  # key prefix, for a Redis shared with other services
@@ -101,6 +107,11 @@ class DefaultConfig:
     SMTP_PASSWORD: str | None = None
     MAIL_FROM = "noreply@pmo.example.jp"
     PORTAL_URL: str | None = None  # base URL written in e-mails
+
+    # Virus scanning of uploads (FILE-08): clamd's unix socket; unset = no scanning. Fail closed:
+    # while clamd does not answer, every upload is refused (docs/DECISIONS.md 6).
+    CLAMD_SOCKET: str | None = None
+    CLAMD_TIMEOUT = 30
 
 
 def load_config(app_config: dict[str, Any], instance_path: Path, overrides: Mapping[str, Any] | None) -> None:

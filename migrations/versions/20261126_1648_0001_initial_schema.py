@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 20:51:26.710444
+Create Date: 2026-11-26 20:51:45.311420
 """
 from __future__ import annotations
 

@@ -31,6 +31,9 @@ ACTIONS = {
     "auth.reauthenticated": "本人確認（再認証）",
     "auth.reauth_failed": "本人確認（再認証）の失敗",
     "account.mfa_reset": "二要素認証のリセット",
+    "file.infected": "ウイルス検出（アップロード拒否）",
+    "file.scan_unavailable": "ウイルス検査不可（アップロード拒否）",
+    "quota.exceeded": "操作回数の上限超過",
 }
 PREFIXES = {
     "plans.": "計画・実績", "catalog.": "作業項目カタログ", "delays.": "遅延フォロー", "cases.": "遅延フォロー",
@@ -40,6 +43,7 @@ PREFIXES = {
 TARGETS = {
     "users": "アカウント", "user_sessions": "セッション", "api_tokens": "APIトークン", "bodies": "団体",
     "endpoint": "画面", "plans": "計画", "documents": "文書",
+    "upload": "アップロード",
 }
 
 

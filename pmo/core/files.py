@@ -4,7 +4,8 @@ Every upload is judged by its content, never by its name or the browser's Conten
 extension must be on the feature's allowlist *and* agree with what the bytes are. Archives
 (ZIP and the OOXML formats, which are ZIPs) are inspected in memory without extracting, with
 limits checked on the declared sizes and again while decompressing, because a central directory
-can lie. Pure: no Flask, no disk writes.
+can lie. No Flask, no disk writes; the only I/O is the optional virus scan (FILE-08) that the
+web layer installs with ``set_scan_provider``.
 
 Policy decisions (documented here so every upload feature shares them):
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import io
+import logging
 import re
 import stat
 import struct
@@ -33,7 +35,8 @@ import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass
-from typing import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import quote
 
 import defusedxml  # noqa: F401  (FILE-04: openpyxl only parses safely when this is importable)
@@ -57,6 +60,8 @@ __all__ = [
     "find_decode_error",
     "inspect_upload",
     "safe_display_name",
+    "scan_upload",
+    "set_scan_provider",
 ]
 
 KINDS = frozenset({"pdf", "xlsx", "docx", "pptx", "csv", "zip"})
@@ -118,6 +123,7 @@ class UploadRejected(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
+        self.detail: str | None = None  # for the audit entry (e.g. the virus signature name)
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,8 @@ class ZipLimits:
 
 
 DEFAULT_ZIP_LIMITS = ZipLimits()
+
+_log = logging.getLogger("pmo.files")
 
 _CHUNK = 64 * 1024
 _MB = 1024 * 1024
@@ -748,14 +756,70 @@ def inspect_upload(
     mime = MIME_TYPES[kind]
     if kind == "csv":
         mime = f"text/csv; charset={'utf-8' if encoding == 'utf-8' else 'shift_jis'}"
+    digest = hashlib.sha256(data).hexdigest()
+    scan = _scan_provider()
+    if scan is not None:  # FILE-08: last, so only well-formed files of an allowed type reach clamd
+        scan(data, display, digest)
     return UploadInfo(
         kind=kind,
         mime_type=mime,
         size=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=digest,
         display_name=display,
         encoding=encoding,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Virus scanning (FILE-08)
+# ---------------------------------------------------------------------------------------------
+
+ScanHook = Callable[[bytes, str, str], None]
+"""``(data, display_name, sha256)``: returns when the file is clean, raises ``UploadRejected`` if not."""
+
+_scan_provider: Callable[[], ScanHook | None] = lambda: None
+
+
+def set_scan_provider(provider: Callable[[], ScanHook | None]) -> None:
+    """Install the function that gives the scan of the current unit of work (the web layer's app).
+
+    Every upload path goes through ``inspect_upload``, so scanning there covers documents, data
+    sets, estimates, base tables and plan imports alike.
+    """
+    global _scan_provider
+    _scan_provider = provider
+
+
+def scan_upload(scanner: Any, data: bytes, display: str, digest: str) -> str | None:
+    """Scan with ``scanner`` (a ``pmo.core.scanner.ClamdScanner``); fail closed.
+
+    Returns None for a clean file. Raises ``UploadRejected`` with code ``infected`` (the signature
+    name is in ``detail``) or ``scanner_unavailable`` (the documented policy: no verdict, no upload).
+    """
+    from pmo.core.scanner import ScannerUnavailable
+
+    where = f"「{display}」: "
+    try:
+        result = scanner.scan(data)
+    except ScannerUnavailable as exc:
+        _log.error("upload refused: virus scanner unavailable sha256=%s reason=%s", digest, exc)
+        rejected = UploadRejected(
+            f"{where}ウイルス検査を実行できないため、現在ファイルを受け付けられません。"
+            "しばらくしてから再度お試しください。解決しない場合はシステム管理者に連絡してください。",
+            "scanner_unavailable",
+        )
+        rejected.detail = str(exc)
+        raise rejected from None
+    if result.infected:
+        _log.warning("upload refused: virus found signature=%s sha256=%s", result.signature, digest)
+        rejected = UploadRejected(
+            f"{where}ウイルスが検出されたため受け付けられません（検出名: {result.signature}）。"
+            "このファイルは開かずに削除し、所属の情報システム担当者に連絡してください。",
+            "infected",
+        )
+        rejected.detail = result.signature
+        raise rejected
+    return None
 
 
 def _mismatch(where: str, kind: str, sniffed: str) -> UploadRejected:

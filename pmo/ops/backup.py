@@ -98,9 +98,14 @@ def create_backup(engine: sa.Engine, uploads: Path, out_dir: Path, version: str)
         else:
             db_file = work / PG_NAME
             args, env = _pg_env(engine.url)
-            # A serializable dump: the row counts are re-read from the same snapshot on restore.
-            result = subprocess.run(["pg_dump", "-Fc", "--no-owner", "-f", str(db_file), *args, engine.url.database],
-                                    env=env, capture_output=True, text=True)
+            # Count the rows and dump from one exported snapshot, so the manifest describes exactly
+            # what the dump holds while writers go on (REL-07); the snapshot lives as long as this
+            # transaction stays open.
+            with engine.connect() as conn, conn.execution_options(isolation_level="REPEATABLE READ").begin():
+                snapshot = conn.execute(sa.text("SELECT pg_export_snapshot()")).scalar_one()
+                counts = {t: conn.execute(sa.text(f'SELECT count(*) FROM "{t}"')).scalar_one() for t in counts}
+                result = subprocess.run(["pg_dump", "-Fc", "--no-owner", f"--snapshot={snapshot}", "-f", str(db_file),
+                                         *args, engine.url.database], env=env, capture_output=True, text=True)
             if result.returncode != 0:
                 raise BackupError(f"pg_dump が失敗しました: {result.stderr.strip()[:300]}")
         files[db_file.name] = _sha256(db_file)
@@ -120,6 +125,10 @@ def create_backup(engine: sa.Engine, uploads: Path, out_dir: Path, version: str)
         }
         (work / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
         archive = out_dir / f"pmo-backup-{stamp}.tar"
+        serial = 1
+        while archive.exists():  # two backups within one second must not overwrite each other
+            serial += 1
+            archive = out_dir / f"pmo-backup-{stamp}-{serial}.tar"
         partial = archive.with_suffix(".tar.partial")
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w") as tar:

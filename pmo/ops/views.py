@@ -8,12 +8,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, render_template, request
 from sqlalchemy import text
 
+from pmo.accounts.permissions import Permission
 from pmo.config import upload_dir
 from pmo.core import clock
-from pmo.web.auth import public
+from pmo.web.auth import public, require
 
 bp = Blueprint("ops", __name__)
 
@@ -65,6 +66,10 @@ def healthz() -> Any:
             checks["last_backup_age_hours"] = last_backup_age(get_setting(session, "last_backup"), clock.now())
     except Exception:
         checks["last_backup_age_hours"] = None
+    from pmo.web.scanning import scanner_status
+
+    # FILE-08: "not_configured" | "ok" | "error" (uploads are then refused; the pages still serve).
+    checks["virus_scanner"] = scanner_status(current_app)[0]
     healthy = checks["database"] == "ok" and checks["disk"] == "ok"
     response = jsonify({"status": "ok" if healthy else "error", "checks": checks})
     response.status_code = 200 if healthy else 503
@@ -91,6 +96,30 @@ def _may_scrape() -> bool:
     if isinstance(allowed, str):
         allowed = [part for part in allowed.split(",") if part.strip()]
     return peer_address() in {address.strip() for address in allowed}
+
+
+@bp.route("/ops/status")
+@require(Permission.SYSTEM_SETTINGS)
+def status() -> Any:
+    """システム状態: what /healthz checks, in words, for system admins (with the scanner's version)."""
+    from pmo.ops.backup import last_backup_age
+    from pmo.settings.service import get_setting
+    from pmo.web.scanning import scanner_status, status_label
+
+    scan_state, scan_version = scanner_status(current_app)
+    status_fn = current_app.extensions.get("pmo_search_status")
+    try:
+        with current_app.extensions["pmo_db"].session(write=False) as session:
+            backup_age = last_backup_age(get_setting(session, "last_backup"), clock.now())
+    except Exception:  # noqa: BLE001 - no answer is shown as "no record"
+        backup_age = None
+    free = min(shutil.disk_usage(folder).free for folder in
+               {Path(current_app.instance_path), upload_dir(current_app.config, current_app.instance_path)})
+    return render_template(
+        "ops/status.html", database_ok=_check_database(), free_gb=free / (1 << 30),
+        search_state=status_fn() if status_fn else "not_configured", backup_age=backup_age,
+        scan_state=scan_state, scan_label=status_label(scan_state), scan_version=scan_version,
+    )
 
 
 @bp.route("/metrics")

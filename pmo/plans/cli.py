@@ -69,6 +69,9 @@ def import_command(file: Path, login_id: str | None) -> None:
                 for sheet, row, column, value, message in job.errors or []:
                     click.echo(f"{sheet or ''}\t{row or ''}\t{column or ''}\t{value or ''}\t{message}", err=True)
                 sys.exit(1)
+            from pmo.plans import locks
+
+            locks.wait_for_other_imports(session)  # REL-06 (SQLite: this transaction already writes)
             counts = imports.commit_job(session, actor, job, storage)
             session.commit()
         finally:

@@ -29,7 +29,7 @@ from pmo.core.errors import ValidationFailed
 from pmo.core.files import UploadRejected, content_disposition
 from pmo.core.tabular import problems_to_csv, problems_to_xlsx
 from pmo.db import get_session
-from pmo.plans import forms, imports, rules, service
+from pmo.plans import forms, imports, locks, rules, service
 from pmo.plans.models import ImportJob, ImportStatus
 from pmo.web.auth import current_actor, require
 
@@ -256,12 +256,22 @@ def _upload(national: bool) -> Any:
     return redirect(url_for("plans.job", batch_id=job.batch_id))
 
 
+def _discard_staged(*jobs: ImportJob) -> None:
+    """Delete the staged rows of jobs that can no longer be confirmed (done, rejected, failed, or
+    中断 after a crash), so no temporary file outlives its import (REL-05). Files only: a GET writes
+    nothing to the database."""
+    for found in jobs:
+        if found.stored_path and found.status not in (ImportStatus.PREVIEWED, ImportStatus.RUNNING):
+            (_storage() / Path(found.stored_path).name).unlink(missing_ok=True)
+
+
 @bp.route("/import/<batch_id>")
 @require(None)
 def job(batch_id: str) -> Any:
     db = get_session()
     found = imports.get_job(db, current_actor(), batch_id)
     db.commit()
+    _discard_staged(found)
     problems = imports.errors_as_problems(found)
     return render_template("plans/job.html", job=found, problems=problems[:500], problem_count=len(problems),
                            form=forms.ConfirmForm(), Status=ImportStatus)
@@ -273,6 +283,7 @@ def job_status(batch_id: str) -> Any:
     db = get_session()
     found = imports.get_job(db, current_actor(), batch_id)
     db.commit()
+    _discard_staged(found)
     return jsonify({"status": found.status.value, "phase": found.phase, "processed": found.processed_rows,
                     "total": found.total_rows, "finished": found.status is not ImportStatus.RUNNING,
                     "url": url_for("plans.job", batch_id=found.batch_id)})
@@ -305,6 +316,7 @@ def job_commit(batch_id: str) -> Any:
     found.status, found.phase, found.heartbeat_dt, found.processed_rows = ImportStatus.RUNNING, "apply", clock.now(), 0
     db.commit()
     try:
+        locks.wait_for_other_imports(db)  # REL-06: a second import is queued, never interleaved
         counts = imports.commit_job(db, actor, found, _storage(), _apply_progress(found))
         db.commit()
     except Exception:
@@ -313,7 +325,9 @@ def job_commit(batch_id: str) -> Any:
         found.status, found.message = ImportStatus.FAILED, "取込に失敗しました。データは変更されていません。"
         found.finished_dt = clock.now()
         db.commit()
+        _discard_staged(found)
         raise
+    _discard_staged(found)
     del counts  # the job page shows them
     return redirect(url_for("plans.job", batch_id=batch_id))
 
@@ -332,6 +346,7 @@ def national() -> Any:
     close_form = forms.CloseMonthForm(month=f"{last_month:%Y-%m}")
     jobs = imports.recent_jobs(db, national=True)
     db.commit()
+    _discard_staged(*jobs)
     return render_template("plans/national.html", form=form, close_form=close_form, jobs=jobs,
                            snapshots=service.list_snapshots(db), may_close=can(current_actor(), Permission.MONTHLY_CLOSE))
 

@@ -35,6 +35,7 @@ NAV = [
     NavItem("監査ログ", "audit.index", Permission.AUDIT_VIEW),
     NavItem("作業項目カタログ", "catalog.index", Permission.CATALOG_EDIT),
     NavItem("遅延の判定基準", "delays.thresholds", Permission.SYSTEM_SETTINGS),
+    NavItem("システム状態", "ops.status", Permission.SYSTEM_SETTINGS),
 ]
 
 

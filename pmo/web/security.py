@@ -68,9 +68,11 @@ def init_app(app: Flask) -> None:
         headers["X-Request-ID"] = g.get("request_id", "-")
         headers.pop("Server", None)
         headers.pop("X-Powered-By", None)
-        if not request.path.startswith("/static/") and (
-            getattr(current_user, "is_authenticated", False) or "Cache-Control" not in headers
-        ):
+        try:
+            authenticated = bool(getattr(current_user, "is_authenticated", False))
+        except Exception:  # noqa: BLE001 - the user could not be loaded (database down): treat as private (AC-09)
+            authenticated = True
+        if not request.path.startswith("/static/") and (authenticated or "Cache-Control" not in headers):
             if "private" not in headers.get("Cache-Control", ""):  # file downloads set "private, no-store"
                 headers["Cache-Control"] = "no-store"
             headers["Pragma"] = "no-cache"

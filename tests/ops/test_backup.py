@@ -1,4 +1,5 @@
-"""Backup and restore on a real database of their own: manifest, restore drill, damaged archives refused."""
+"""Backup and restore on a real database of their own: manifest, restore drill, damaged archives refused
+(REL-07, REL-08)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The Excel/CSV round-trip: all-or-nothing imports listing every error, idempotent re-imports, scope."""
+"""The Excel/CSV round-trip: all-or-nothing imports listing every error (REL-03), idempotent re-imports
+(REL-04), scope."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Plan use cases: scope, all-or-nothing save, concurrent edits, history replay, monthly close."""
+"""Plan use cases: scope, all-or-nothing save, concurrent edits (REL-02), history replay, monthly close."""
 
 from __future__ import annotations
 

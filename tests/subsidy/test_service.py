@@ -1,4 +1,4 @@
-"""Subsidy use cases against a real database: scope, workflow, base tables, transfers, estimates."""
+"""Subsidy use cases against a real database: scope, workflow (AC-07), base tables, transfers, estimates."""
 
 from __future__ import annotations
 
