@@ -110,13 +110,27 @@ def _failed(session: Session, rows: list[SearchOutbox], message: str) -> None:
     session.commit()
 
 
-def _all_docs(session: Session) -> Iterator[Any]:
+REBUILD_COMMIT_EVERY = 100
+
+
+def _all_docs(session: Session, commit_every: int = REBUILD_COMMIT_EVERY) -> Iterator[Any]:
+    """Every record's search document; commits the loaders' ``indexed_dt`` marks every few records.
+
+    A loader's mark is a write: on SQLite one transaction over the whole rebuild would hold the
+    database's write lock for minutes, and users' requests that write (a session's last_seen, a
+    search miss) would wait out the busy timeout and fail.
+    """
+    loaded = 0
     for kind, (loader, lister) in SOURCES.items():
         load = _resolve(loader)
         for record_id in list(_resolve(lister)(session)):
             doc = load(session, record_id)
+            loaded += 1
+            if loaded % commit_every == 0:
+                session.commit()
             if doc is not None:
                 yield doc
+    session.commit()
 
 
 def rebuild(session: Session, backend: Any) -> Any:

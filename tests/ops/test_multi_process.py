@@ -31,9 +31,12 @@ import redis
 import sqlalchemy as sa
 
 from pmo import create_app
+from pmo.accounts import mfa
+from pmo.accounts.mfa_service import enrol_known_secret
 from pmo.accounts.models import Role, User
 from pmo.accounts.service import THROTTLED_MESSAGE, hash_password
 from pmo.cli import upgrade_database
+from pmo.core import clock
 from pmo.orgs.models import Body, Ministry
 from pmo.paths import data_dir
 from tests.conftest import CITY_A
@@ -124,7 +127,15 @@ class Visitor:
                             {"Content-Type": f"multipart/form-data; boundary={boundary}"})
 
     def login(self, port: int, login_id: str, password: str = PASSWORD) -> Response:
-        return self.post_form(port, "/login", {"login_id": login_id, "password": password, "next": ""}, "/login")
+        """The password, then (for a role that must use MFA) a TOTP code of TOTP_SECRET."""
+        response = self.post_form(port, "/login", {"login_id": login_id, "password": password, "next": ""}, "/login")
+        if response.status == 302 and response.headers.get("Location", "").endswith("/login/mfa"):
+            code = mfa.code_at(TOTP_SECRET, mfa.time_step(clock.now()))
+            response = self.post_form(port, "/login/mfa", {"code": code}, "/login/mfa")
+        return response
+
+
+TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 
 
 @dataclass
@@ -177,7 +188,8 @@ def _wait_until_serving(port: int, process: subprocess.Popen[bytes], log: Path) 
     pytest.fail(f"the server on port {port} did not answer /healthz in {START_TIMEOUT}s")
 
 
-def _prepare_database(url: str, root: Path) -> tuple[str, str, str]:
+def _prepare_database(url: str, root: Path, secret_key: str) -> tuple[str, str, str]:
+    """Seed the shared database; the officer (a role that must use MFA) is enrolled with TOTP_SECRET."""
     upgrade_database(url)
     app = create_app({"DATABASE_URL": url, "INSTANCE_PATH": str(root / "setup"), "SECRET_KEY": "s" * 64})
     from pmo.seeding import run_seed
@@ -192,6 +204,9 @@ def _prepare_database(url: str, root: Path) -> tuple[str, str, str]:
             session.add(User(login_id=login_id, display_name=f"複数台 {login_id}", email=f"{login_id}@example.jp",
                              role=role, body_id=body, ministry_id=ministry, password_hash=hash_password(PASSWORD),
                              must_change_password=False))
+        session.flush()
+        officer = session.scalar(sa.select(User).where(User.login_id == "multi-officer"))
+        enrol_known_secret(session, officer, TOTP_SECRET, [secret_key])
         session.commit()
     app.extensions["pmo_db"].engine.dispose()
     return "multi-officer", "multi-staff", "multi-victim"
@@ -201,7 +216,8 @@ def _prepare_database(url: str, root: Path) -> tuple[str, str, str]:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("multi")
     url = own_database(root, "multi")
-    officer, staff, victim = _prepare_database(url, root)
+    secret_key = secrets.token_hex(32)  # the same on every machine
+    officer, staff, victim = _prepare_database(url, root, secret_key)
     shared = root / "shared"  # stands for the NFS mount every machine has at the same path
     instances = (root / "machine-a", root / "machine-b")
     ports = (_free_port(), _free_port())
@@ -210,7 +226,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("PMO_")}
     env.update({
         "PMO_ENV": "production",
-        "PMO_SECRET_KEY": secrets.token_hex(32),  # the same on every machine
+        "PMO_SECRET_KEY": secret_key,
         "PMO_DATABASE_URL": url,
         "PMO_UPLOAD_DIR": str(shared / "uploads"),
         "PMO_SEARCH_INDEX_DIR": str(shared / "search"),
