@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Table
@@ -22,6 +22,28 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False)
     return value
+
+
+def _remembered(processor: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:
+    """Wrap a bind processor so each distinct value is converted once (dates, times and enums repeat)."""
+    if processor is None:
+        return None
+    known: dict[Any, Any] = {}
+
+    def convert(value: Any) -> Any:
+        if value is None:
+            return processor(value)
+        # Equal is not enough: 12:00 JST equals 03:00 UTC but is stored as a different text.
+        key = (value.__class__, value, getattr(value, "tzinfo", None))
+        try:
+            return known[key]
+        except KeyError:
+            result = known[key] = processor(value)
+            return result
+        except TypeError:  # unhashable: a JSON document
+            return processor(value)
+
+    return convert
 
 
 def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> int:
@@ -38,7 +60,7 @@ def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
             for row in rows:
                 copy.write_row([_plain(row[c]) for c in columns])
         return len(rows)
-    processors = [table.c[c].type._cached_bind_processor(conn.dialect) for c in columns]
+    processors = [_remembered(table.c[c].type._cached_bind_processor(conn.dialect)) for c in columns]
     pairs = list(zip(columns, processors))
     values = [tuple(p(row[c]) if p else row[c] for c, p in pairs) for row in rows]
     sql = f'INSERT INTO "{table.name}" ({", ".join(columns)}) VALUES ({", ".join("?" for _ in columns)})'

@@ -22,12 +22,12 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from pmo.accounts.permissions import Actor, Permission, can
+from pmo.accounts.permissions import Actor, BodyRef, Permission, can
 from pmo.accounts.service import body_ref
 from pmo.audit import service as audit
 from pmo.catalog.service import subtasks_on
 from pmo.core import clock, files
-from pmo.core.dates import PartialDate
+from pmo.core.dates import DateInputError, PartialDate, parse_date_input
 from pmo.core.errors import NotFound, PermissionDenied
 from pmo.core.tabular import (
     DateValidation,
@@ -39,10 +39,10 @@ from pmo.core.tabular import (
     write_csv,
     write_xlsx,
 )
-from pmo.orgs.models import Body
+from pmo.orgs.models import Body, BodyKind
 from pmo.plans import rules
 from pmo.plans.bulk import bulk_insert
-from pmo.plans.models import ImportJob, ImportStatus, Plan, PlanRevision
+from pmo.plans.models import DatePrecision, ImportJob, ImportStatus, Plan, PlanRevision
 from pmo.plans.rules import PlanValues
 from pmo.plans.service import column_values, get_body
 
@@ -191,8 +191,42 @@ def _norm_subtask(value: Any) -> str:
     return text.replace("ー", "-").replace("−", "-").replace("－", "-")
 
 
-def _may_import(actor: Actor, body: Body, national: bool) -> bool:
-    ref = body_ref(body)
+class _DateMemo:
+    """``parse_date_input`` remembered per distinct cell value: a national file repeats a few hundred dates."""
+
+    def __init__(self) -> None:
+        self.known: dict[tuple[type, Any], PartialDate | DateInputError | None] = {}
+
+    def __call__(self, value: Any) -> PartialDate | None:
+        if value is None:
+            return None
+        key = (value.__class__, value)
+        found = self.known.get(key, _MISSING)
+        if found is _MISSING:
+            try:
+                found = parse_date_input(value)
+            except DateInputError as exc:
+                found = exc
+            self.known[key] = found
+        if isinstance(found, DateInputError):
+            raise found
+        return found  # type: ignore[return-value]
+
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class _BodyRow:
+    id: int
+    code: str
+    name: str
+    kind: BodyKind
+    prefecture_code: str
+
+
+def _may_import(actor: Actor, body: Body | _BodyRow, national: bool) -> bool:
+    ref = BodyRef(body.id, body.code, body.prefecture_code, body.kind is BodyKind.PREFECTURE)
     if national:
         return can(actor, Permission.PLAN_IMPORT_NATIONAL, ref) or can(actor, Permission.PLAN_EDIT, ref)
     return can(actor, Permission.PLAN_EDIT, ref)
@@ -210,7 +244,9 @@ def validate_rows(session: Session, actor: Actor, data: bytes, filename: str, na
     """Read and check every row; raise ``TableError`` listing every problem, else return the preview."""
     today = clock.today()
     subtasks = {s.code: s for s in subtasks_on(session, today)}
-    bodies = {b.code: b for b in session.scalars(select(Body))}
+    bodies = {r[1]: _BodyRow(*r) for r in session.execute(
+        select(Body.id, Body.code, Body.name, Body.kind, Body.prefecture_code))}
+    parse_date = _DateMemo()
     problems: list[TableProblem] = []
     seen: dict[tuple[int, int], int] = {}
     allowed: dict[int, bool] = {}
@@ -252,7 +288,7 @@ def validate_rows(session: Session, actor: Actor, data: bytes, filename: str, na
                 continue
             seen[key] = number
             raw = {name: row[column] for name, column in COLUMN_OF.items()}
-            values, found = rules.parse_values(raw)
+            values, found = rules.parse_values(raw, parse_date=parse_date)
             found += rules.check_values(values, today, require_completion=False)
             for p in found:
                 column = COLUMN_OF.get(p.field, p.field)
@@ -269,24 +305,29 @@ def validate_rows(session: Session, actor: Actor, data: bytes, filename: str, na
     return preview
 
 
-def _add_to_preview(preview: Preview, existing: dict[tuple[int, int], tuple], body: Body, subtask_id: int,
+def _add_to_preview(preview: Preview, existing: dict[tuple[int, int], tuple], body: _BodyRow, subtask_id: int,
                     values: PlanValues) -> None:
-    """Count the row as created / updated / unchanged and keep it (packed) when it changes something."""
-    counts = preview.bodies.setdefault(body.code, {"name": body.name, "created": 0, "updated": 0, "unchanged": 0})
+    """Count the row as created / updated / unchanged and keep it (packed) when it changes something.
+
+    The file's columns are compared in their packed form with the stored row's (vendor and
+    completion items are not in the file and are kept as stored).
+    """
+    counts = preview.bodies.get(body.code)
+    if counts is None:
+        counts = preview.bodies[body.code] = {"name": body.name, "created": 0, "updated": 0, "unchanged": 0}
     cols = existing.get((body.id, subtask_id))
-    current = _values_from_columns(cols)
-    merged = _merge(values, current)
+    packed = _pack(values)
     if cols is None:
-        if merged.is_empty:
+        if not any(v is not None for v in packed):
             counts["unchanged"] += 1
             return
         counts["created"] += 1
-    elif merged == current:
+    elif packed == _pack_columns(cols):
         counts["unchanged"] += 1
         return
     else:
         counts["updated"] += 1
-    preview.rows.append(ParsedRow(body.id, subtask_id, _pack(merged)))
+    preview.rows.append(ParsedRow(body.id, subtask_id, packed))
 
 
 def _merge(values: PlanValues, current: PlanValues) -> PlanValues:
@@ -304,9 +345,33 @@ def _pack(values: PlanValues) -> list[Any]:
     return out + [values.progress, values.not_applicable_reason, values.comment]
 
 
-def _unpack(packed: list[Any]) -> PlanValues:
-    dates = [PartialDate.from_isoformat(v) if v else None for v in packed[:4]]
-    return PlanValues(*dates, progress=packed[4], not_applicable_reason=packed[5], comment=packed[6])
+def _pack_columns(cols: tuple) -> list[Any]:
+    """``_pack`` of a stored row's file columns, straight from the columns ``_existing`` reads."""
+    out: list[Any] = []
+    for i in range(0, 8, 2):
+        value = cols[i]
+        if value is None:
+            out.append(None)
+        elif cols[i + 1] is DatePrecision.MONTH:
+            out.append(f"{value.year:04d}-{value.month:02d}")
+        else:
+            out.append(value.isoformat())
+    return out + [cols[8], cols[9], cols[10]]
+
+
+def _unpack(packed: list[Any], dates: dict[str, PartialDate] | None = None) -> PlanValues:
+    """Read a packed row back; ``dates`` memoises the parsed ISO texts across rows."""
+    known = {} if dates is None else dates
+    parsed = []
+    for text in packed[:4]:
+        if not text:
+            parsed.append(None)
+            continue
+        value = known.get(text)
+        if value is None:
+            value = known[text] = PartialDate.from_isoformat(text)
+        parsed.append(value)
+    return PlanValues(*parsed, progress=packed[4], not_applicable_reason=packed[5], comment=packed[6])
 
 
 # --- jobs ---------------------------------------------------------------------------------------
@@ -407,6 +472,7 @@ def commit_job(session: Session, actor: Actor, job: ImportJob, storage: Path,
     job.phase = "apply"
     created = updated = 0
     chunk = 5000
+    dates: dict[str, PartialDate] = {}
     for start in range(0, len(rows), chunk):
         creates: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
@@ -414,7 +480,7 @@ def commit_job(session: Session, actor: Actor, job: ImportJob, storage: Path,
         for body_id, subtask_id, packed in rows[start:start + chunk]:
             cols = existing.get((body_id, subtask_id))
             current = _values_from_columns(cols)
-            values = _merge(_unpack(packed), current)
+            values = _merge(_unpack(packed, dates), current)
             if values == current or (cols is None and values.is_empty):
                 continue  # changed since the preview: nothing left to do
             record = column_values(values)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -201,19 +201,21 @@ def parse_completion(spec: FieldSpec, raw: Any) -> str | None:
     return text
 
 
-def parse_values(raw: Mapping[str, Any], specs: Sequence[FieldSpec] = (), *, not_applicable: bool | None = None
+def parse_values(raw: Mapping[str, Any], specs: Sequence[FieldSpec] = (), *, not_applicable: bool | None = None,
+                 parse_date: Callable[[Any], PartialDate | None] = parse_date_input
                  ) -> tuple[PlanValues, list[Problem]]:
     """Parse one row as typed (screen, Excel or API) into ``PlanValues``; collect every problem.
 
     ``raw`` holds the DATE_FIELDS, progress, not_applicable_reason, comment, vendor and, per
     completion item, ``cf_<code>``. With ``not_applicable`` given (the screen's check box), a
     reason is required; otherwise a reason alone marks the row 対象外 (Excel, API).
+    ``parse_date`` lets a bulk import pass a memoised ``parse_date_input``.
     """
     problems: list[Problem] = []
     dates: dict[str, PartialDate | None] = {}
     for name in DATE_FIELDS:
         try:
-            dates[name] = parse_date_input(raw.get(name))
+            dates[name] = parse_date(raw.get(name))
         except DateInputError as exc:
             dates[name] = None
             problems.append(Problem(name, exc.message))
