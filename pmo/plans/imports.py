@@ -76,6 +76,15 @@ INSTRUCTIONS = [
 Progress = Callable[[int, int], None]
 
 
+@dataclass(frozen=True)
+class _BodyRow:
+    id: int
+    code: str
+    name: str
+    kind: BodyKind
+    prefecture_code: str
+
+
 # --- export -------------------------------------------------------------------------------------
 
 
@@ -97,8 +106,10 @@ def export_rows(session: Session, actor: Actor, body_code: str | None, for_xlsx:
     else:
         if not can(actor, Permission.PLAN_IMPORT_NATIONAL) and not can(actor, Permission.PLAN_VIEW):
             raise PermissionDenied("全国の計画を出力する権限がありません。")
-        bodies = [b for b in session.scalars(select(Body).order_by(Body.code))
-                  if can(actor, Permission.PLAN_VIEW, body_ref(b))]
+        # Plain columns, not ORM objects: a progress callback may commit the session mid-way.
+        bodies = [b for b in (_BodyRow(*r) for r in session.execute(
+            select(Body.id, Body.code, Body.name, Body.kind, Body.prefecture_code).order_by(Body.code)))
+            if can(actor, Permission.PLAN_VIEW, BodyRef(b.id, b.code, b.prefecture_code, b.kind is BodyKind.PREFECTURE))]
     wanted = {b.id for b in bodies}
     plans: dict[tuple[int, int], tuple] = {}
     stmt = select(Plan.body_id, Plan.subtask_id, *[getattr(Plan, c) for c in _PLAN_COLUMNS])
@@ -150,6 +161,33 @@ def export_file(session: Session, actor: Actor, body_code: str | None, fmt: str 
         return write_xlsx([spec], INSTRUCTIONS)
     encoding = "cp932" if fmt == "cp932" else "utf-8-sig"
     return write_csv(HEADERS, export_rows(session, actor, body_code, False, progress), encoding=encoding)
+
+
+EXPORT_KIND = "plans_export"
+
+
+def start_export_job(session: Session, actor: Actor, batch_id: str, filename: str) -> ImportJob | None:
+    """Record a national export so its progress can be polled (an ImportJob of kind plans_export).
+
+    None when the id is taken (a reloaded link): the export then runs without a progress record.
+    """
+    if not can(actor, Permission.PLAN_IMPORT_NATIONAL):
+        raise PermissionDenied("全国の計画を出力する権限がありません。")
+    if session.scalar(select(ImportJob.id).where(ImportJob.batch_id == batch_id)) is not None:
+        return None
+    now = clock.now()
+    job = ImportJob(batch_id=batch_id, kind=EXPORT_KIND, filename=filename, sha256="", user_id=actor.user_id or None,
+                    status=ImportStatus.RUNNING, phase="export", national=True, created_dt=now, heartbeat_dt=now)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def finish_export_job(job: ImportJob, size: int) -> None:
+    job.status = ImportStatus.DONE
+    job.finished_dt = clock.now()
+    job.processed_rows = job.total_rows
+    job.counts = {"bytes": size}
 
 
 # --- validation and preview --------------------------------------------------------------------
@@ -214,15 +252,6 @@ class _DateMemo:
 
 
 _MISSING = object()
-
-
-@dataclass(frozen=True)
-class _BodyRow:
-    id: int
-    code: str
-    name: str
-    kind: BodyKind
-    prefecture_code: str
 
 
 def _may_import(actor: Actor, body: Body | _BodyRow, national: bool) -> bool:
@@ -530,7 +559,7 @@ def sha256(data: bytes) -> str:
 
 def recent_jobs(session: Session, national: bool, user_id: int | None = None, limit: int = 10) -> list[ImportJob]:
     """The newest import jobs (national ones, or one user's), with stale ones marked 中断."""
-    stmt = select(ImportJob).where(ImportJob.national.is_(national))
+    stmt = select(ImportJob).where(ImportJob.national.is_(national), ImportJob.kind == "plans")
     if user_id is not None:
         stmt = stmt.where(ImportJob.user_id == user_id)
     jobs = list(session.scalars(stmt.order_by(ImportJob.created_dt.desc()).limit(limit)))
