@@ -391,4 +391,5 @@ def close_month() -> Any:
 def prefecture() -> Any:
     db = get_session()
     rows = service.prefecture_summaries(db, current_actor())
-    return render_template("plans/prefecture.html", rows=rows, today=clock.today())
+    sheet_url = url_for("plans.show", code="0")[:-1]  # one url_for, not one per body
+    return render_template("plans/prefecture.html", rows=rows, today=clock.today(), sheet_url=sheet_url)
