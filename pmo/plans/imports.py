@@ -23,8 +23,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from pmo.accounts.permissions import Actor, BodyRef, Permission, can
-from pmo.accounts.service import body_ref
 from pmo.audit import service as audit
+from pmo.catalog.models import CompletionField
 from pmo.catalog.service import subtasks_on
 from pmo.core import clock, files
 from pmo.core.dates import DateInputError, PartialDate, parse_date_input
@@ -42,7 +42,7 @@ from pmo.core.tabular import (
 from pmo.orgs.models import Body, BodyKind
 from pmo.plans import rules
 from pmo.plans.bulk import bulk_insert
-from pmo.plans.models import DatePrecision, ImportJob, ImportStatus, Plan, PlanRevision
+from pmo.plans.models import CompletionValue, DatePrecision, ImportJob, ImportStatus, Plan, PlanRevision
 from pmo.plans.rules import PlanValues
 from pmo.plans.service import column_values, get_body
 
@@ -136,14 +136,15 @@ _PLAN_COLUMNS = ("planned_start", "planned_start_precision", "planned_end", "pla
                  "progress", "not_applicable_reason", "comment", "vendor", "id", "version")
 
 
-def _values_from_columns(cols: tuple | None) -> PlanValues:
+def _values_from_columns(cols: tuple | None, completion: tuple[tuple[str, str], ...] = ()) -> PlanValues:
     if cols is None:
         return PlanValues()
     dates = {}
     for i, name in enumerate(rules.DATE_FIELDS):
         value, precision = cols[2 * i], cols[2 * i + 1]
         dates[name] = PartialDate(value, precision.value) if value is not None else None
-    return PlanValues(**dates, progress=cols[8], not_applicable_reason=cols[9], comment=cols[10], vendor=cols[11])
+    return PlanValues(**dates, progress=cols[8], not_applicable_reason=cols[9], comment=cols[10], vendor=cols[11],
+                      completion=completion)
 
 
 def export_file(session: Session, actor: Actor, body_code: str | None, fmt: str = "xlsx",
@@ -268,6 +269,20 @@ def _existing(session: Session, body_ids: set[int] | None) -> dict[tuple[int, in
     return {(r[0], r[1]): r[2:] for r in session.execute(stmt)}
 
 
+def _completion_items(session: Session, body_ids: set[int]) -> dict[int, tuple[tuple[str, str], ...]]:
+    """Each stored plan's completion items as ``PlanValues.completion`` holds them (code, text), sorted."""
+    stmt = (select(CompletionValue.plan_id, CompletionField.code, CompletionValue.value)
+            .join(CompletionField, CompletionField.id == CompletionValue.field_id)
+            .join(Plan, Plan.id == CompletionValue.plan_id)
+            .where(CompletionValue.value.is_not(None), CompletionValue.value != ""))
+    if len(body_ids) < 500:
+        stmt = stmt.where(Plan.body_id.in_(body_ids))
+    found: dict[int, list[tuple[str, str]]] = {}
+    for plan_id, code, value in session.execute(stmt):
+        found.setdefault(plan_id, []).append((code, value))
+    return {plan_id: tuple(sorted(items)) for plan_id, items in found.items()}
+
+
 def validate_rows(session: Session, actor: Actor, data: bytes, filename: str, national: bool,
                   progress: Progress | None = None) -> Preview:
     """Read and check every row; raise ``TableError`` listing every problem, else return the preview."""
@@ -362,7 +377,8 @@ def _add_to_preview(preview: Preview, existing: dict[tuple[int, int], tuple], bo
 def _merge(values: PlanValues, current: PlanValues) -> PlanValues:
     """The file's columns over the stored plan; vendor and completion items are not in the file."""
     return PlanValues(values.planned_start, values.planned_end, values.actual_start, values.actual_end,
-                      values.progress, values.not_applicable_reason, values.comment, current.vendor)
+                      values.progress, values.not_applicable_reason, values.comment, current.vendor,
+                      current.completion)
 
 
 def _pack(values: PlanValues) -> list[Any]:
@@ -496,6 +512,7 @@ def commit_job(session: Session, actor: Actor, job: ImportJob, storage: Path,
         if not _may_import(actor, body, job.national):
             raise PermissionDenied(f"{body.name}の計画を取り込む権限がありません。")
     existing = _existing(session, set(bodies))
+    completion = _completion_items(session, set(bodies))  # kept as they are, and in each revision
     now = clock.now()
     user_id = actor.user_id or None
     job.phase = "apply"
@@ -508,7 +525,7 @@ def commit_job(session: Session, actor: Actor, job: ImportJob, storage: Path,
         revisions: list[dict[str, Any]] = []
         for body_id, subtask_id, packed in rows[start:start + chunk]:
             cols = existing.get((body_id, subtask_id))
-            current = _values_from_columns(cols)
+            current = _values_from_columns(cols, completion.get(cols[12], ()) if cols else ())
             values = _merge(_unpack(packed, dates), current)
             if values == current or (cols is None and values.is_empty):
                 continue  # changed since the preview: nothing left to do
