@@ -380,66 +380,69 @@ class _SheetCells:
         self.date_formats = date_formats
         self.timedelta_formats = timedelta_formats
         self.epoch = epoch
+        self._dates: dict[tuple[str, int], Any] = {}  # a sheet repeats a few hundred dates
 
     def rows(self, source) -> Iterator[tuple[int, list[Any]]]:  # noqa: C901 - one tight state machine
         done: list[tuple[int, list[Any]]] = []
         row: list[Any] = []
         text: list[str] = []
-        state = {"row": 0, "col": 0, "type": "n", "style": 0, "collect": False, "rph": 0, "in_is": False}
+        row_number = col = rph = 0
+        kind, style, collect, in_is = "n", 0, False, False
         cols: dict[str, int] = {}
-
-        def column_of(ref: str) -> int:
-            letters = ref.rstrip("0123456789")
-            index = cols.get(letters)
-            if index is None:
-                index = 0
-                for ch in letters:
-                    index = index * 26 + (ord(ch) - 64)
-                cols[letters] = index
-            return index
+        value_of = self._value
 
         def start(name: str, attrs: dict[str, str]) -> None:
+            nonlocal row_number, col, rph, kind, style, collect, in_is
             if name == _TAG_C:
                 ref = attrs.get("r")
-                state["col"] = column_of(ref) if ref else state["col"] + 1
-                state["type"] = attrs.get("t", "n")
-                style = attrs.get("s")
-                state["style"] = int(style) if style else 0
+                if ref:
+                    letters = ref.rstrip("0123456789")
+                    index = cols.get(letters)
+                    if index is None:
+                        index = 0
+                        for ch in letters:
+                            index = index * 26 + (ord(ch) - 64)
+                        cols[letters] = index
+                    col = index
+                else:
+                    col += 1
+                kind = attrs.get("t", "n")
+                number = attrs.get("s")
+                style = int(number) if number else 0
                 text.clear()
             elif name == _TAG_V:
-                state["collect"] = True
+                collect = True
             elif name == _TAG_T:
-                state["collect"] = state["in_is"] and not state["rph"]
-            elif name == _TAG_IS:
-                state["in_is"] = True
-            elif name == _TAG_RPH:
-                state["rph"] += 1
+                collect = in_is and not rph
             elif name == _TAG_ROW:
                 number = attrs.get("r")
-                state["row"] = int(float(number)) if number else state["row"] + 1
-                state["col"] = 0
+                row_number = int(float(number)) if number else row_number + 1
+                col = 0
                 row.clear()
+            elif name == _TAG_IS:
+                in_is = True
+            elif name == _TAG_RPH:
+                rph += 1
 
         def end(name: str) -> None:
+            nonlocal rph, collect, in_is
             if name == _TAG_C:
-                value = self._value("".join(text), state["type"], state["style"])
+                value = value_of("".join(text), kind, style)
                 if value is not None:
-                    index = state["col"] - 1
-                    if index >= len(row):
-                        row.extend([None] * (index + 1 - len(row)))
-                    row[index] = value
-                text.clear()
+                    if col > len(row):
+                        row.extend([None] * (col - len(row)))
+                    row[col - 1] = value
             elif name == _TAG_V or name == _TAG_T:
-                state["collect"] = False
-            elif name == _TAG_IS:
-                state["in_is"] = False
-            elif name == _TAG_RPH:
-                state["rph"] -= 1
+                collect = False
             elif name == _TAG_ROW:
-                done.append((state["row"], list(row)))
+                done.append((row_number, row[:]))
+            elif name == _TAG_IS:
+                in_is = False
+            elif name == _TAG_RPH:
+                rph -= 1
 
         def chars(data: str) -> None:
-            if state["collect"]:
+            if collect:
                 text.append(data)
 
         def refuse(*_args: Any) -> None:
@@ -472,13 +475,18 @@ class _SheetCells:
         if not raw:
             return None
         if kind == "n":
-            number = float(raw) if ("." in raw or "E" in raw or "e" in raw) else int(raw)
             if style in self.date_formats:
-                try:
-                    return from_excel(number, self.epoch, timedelta=style in self.timedelta_formats)
-                except (OverflowError, ValueError):
-                    return "#VALUE!"
-            return number
+                key = (raw, style)
+                found = self._dates.get(key)
+                if found is None:
+                    number = float(raw) if ("." in raw or "E" in raw or "e" in raw) else int(raw)
+                    try:
+                        found = from_excel(number, self.epoch, timedelta=style in self.timedelta_formats)
+                    except (OverflowError, ValueError):
+                        found = "#VALUE!"
+                    self._dates[key] = found
+                return found
+            return float(raw) if ("." in raw or "E" in raw or "e" in raw) else int(raw)
         if kind == "s":
             return self.shared[int(raw)]
         if kind == "b":
