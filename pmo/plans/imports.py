@@ -291,6 +291,7 @@ def validate_rows(session: Session, actor: Actor, data: bytes, filename: str, na
     bodies = {r[1]: _BodyRow(*r) for r in session.execute(
         select(Body.id, Body.code, Body.name, Body.kind, Body.prefecture_code))}
     parse_date = _DateMemo()
+    codes: dict[tuple[type, Any, int], str] = {}  # normalised body and sub-task codes, per distinct cell value
     problems: list[TableProblem] = []
     seen: dict[tuple[int, int], int] = {}
     allowed: dict[int, bool] = {}
@@ -303,7 +304,9 @@ def validate_rows(session: Session, actor: Actor, data: bytes, filename: str, na
         for count, row in enumerate(reader, start=1):
             number = row.row_number
             raw_code = row["団体コード"]
-            code = _norm_code(raw_code)
+            code = codes.get((raw_code.__class__, raw_code, 0))  # type: ignore[call-overload]
+            if code is None:
+                code = codes[(raw_code.__class__, raw_code, 0)] = _norm_code(raw_code)  # type: ignore[index]
             body = bodies.get(code)
             if body is None:
                 problems.append(TableProblem(sheet, number, "団体コード", raw_code,
@@ -316,7 +319,10 @@ def validate_rows(session: Session, actor: Actor, data: bytes, filename: str, na
                                              f"{body.name}（{body.code}）の計画を取り込む権限がありません。"))
                 continue
             raw_sub = row["サブタスク"]
-            st = subtasks.get(_norm_subtask(raw_sub))
+            sub_code = codes.get((raw_sub.__class__, raw_sub, 1))  # type: ignore[call-overload]
+            if sub_code is None:
+                sub_code = codes[(raw_sub.__class__, raw_sub, 1)] = _norm_subtask(raw_sub)  # type: ignore[index]
+            st = subtasks.get(sub_code)
             if st is None:
                 problems.append(TableProblem(sheet, number, "サブタスク", raw_sub,
                                              f"サブタスク「{raw_sub if raw_sub is not None else ''}」は存在しません（例: B-2）。"))
