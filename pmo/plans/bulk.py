@@ -24,6 +24,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _converter(rows: Sequence[dict[str, Any]], column: str) -> Callable[[Any], Any] | None:
+    """How to write a column for COPY, chosen once from its values' type (None: as it is)."""
+    kinds = {type(row[column]) for row in rows if row[column] is not None}
+    if not kinds or not any(issubclass(k, (enum.Enum, dict, list)) for k in kinds):
+        return None
+    return _plain
+
+
 def _remembered(processor: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:
     """Wrap a bind processor so each distinct value is converted once (dates, times and enums repeat)."""
     if processor is None:
@@ -56,9 +64,16 @@ def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
     dbapi = conn.connection.driver_connection
     if conn.dialect.name == "postgresql":
         names = ", ".join(f'"{c}"' for c in columns)
+        converters = [_converter(rows, c) for c in columns]
+        plain = [c for c, f in zip(columns, converters) if f is None]
+        if len(plain) == len(columns):
+            make = (lambda row: [row[c] for c in columns])  # noqa: E731
+        else:
+            pairs = list(zip(columns, converters))
+            make = (lambda row: [row[c] if f is None else f(row[c]) for c, f in pairs])  # noqa: E731
         with dbapi.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:  # type: ignore[union-attr]
             for row in rows:
-                copy.write_row([_plain(row[c]) for c in columns])
+                copy.write_row(make(row))
         return len(rows)
     processors = [_remembered(table.c[c].type._cached_bind_processor(conn.dialect)) for c in columns]
     pairs = list(zip(columns, processors))
