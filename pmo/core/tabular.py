@@ -17,20 +17,20 @@ import re
 import unicodedata
 import warnings
 import zipfile
-from xml.parsers import expat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+from xml.parsers import expat
 
 import openpyxl
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE
 from openpyxl.reader.excel import ExcelReader
-from openpyxl.styles.stylesheet import apply_stylesheet
-from openpyxl.utils.datetime import from_excel, from_ISO8601
 from openpyxl.styles import Alignment, Font, PatternFill, Protection
+from openpyxl.styles.stylesheet import apply_stylesheet
 from openpyxl.utils import get_column_letter
+from openpyxl.utils.datetime import from_excel, from_ISO8601
 from openpyxl.utils.exceptions import InvalidFileException
 from openpyxl.worksheet.datavalidation import DataValidation
 
@@ -382,7 +382,7 @@ class _SheetCells:
         self.epoch = epoch
         self._dates: dict[tuple[str, int], Any] = {}  # a sheet repeats a few hundred dates
 
-    def rows(self, source) -> Iterator[tuple[int, list[Any]]]:  # noqa: C901 - one tight state machine
+    def rows(self, source) -> Iterator[tuple[int, list[Any]]]:  # one tight state machine
         done: list[tuple[int, list[Any]]] = []
         row: list[Any] = []
         text: list[str] = []

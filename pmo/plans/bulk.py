@@ -67,10 +67,10 @@ def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
         converters = [_converter(rows, c) for c in columns]
         plain = [c for c, f in zip(columns, converters) if f is None]
         if len(plain) == len(columns):
-            make = (lambda row: [row[c] for c in columns])  # noqa: E731
+            make = (lambda row: [row[c] for c in columns])
         else:
             pairs = list(zip(columns, converters))
-            make = (lambda row: [row[c] if f is None else f(row[c]) for c, f in pairs])  # noqa: E731
+            make = (lambda row: [row[c] if f is None else f(row[c]) for c, f in pairs])
         with dbapi.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:  # type: ignore[union-attr]
             for row in rows:
                 copy.write_row(make(row))

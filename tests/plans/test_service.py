@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 from pmo.accounts.models import Role
 from pmo.audit.models import AuditEntry
 from pmo.core import clock
+from pmo.core.dates import PartialDate
 from pmo.core.errors import NotFound, PermissionDenied, ValidationFailed
 from pmo.plans import service
-from pmo.core.dates import PartialDate
 from pmo.plans.models import DatePrecision, MonthlySnapshot, Plan, PlanRevision, SnapshotRow
 from tests.conftest import CITY_A, CITY_B, PREF_X
 from tests.plans.conftest import row

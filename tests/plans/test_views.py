@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 
 from pmo.accounts.models import Role
 from pmo.core.tabular import write_csv
-from pmo.plans import imports, service
 from pmo.orgs.models import Body
+from pmo.plans import imports, service
 from pmo.plans.models import ImportJob, ImportStatus, MonthlySnapshot, Plan
 from tests.conftest import CITY_A, CITY_B, PREF_X
 from tests.plans.conftest import row
