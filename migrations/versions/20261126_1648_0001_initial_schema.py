@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 20:51:45.311420
+Create Date: 2026-11-26 20:55:14.278695
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from pmo.accounts.permissions import Actor, Permission, can
 from pmo.audit import service as audit
@@ -130,24 +130,23 @@ def version_on(session: Session, on: dt.date) -> CatalogVersion:
 
 
 def subtasks_on(session: Session, on: dt.date) -> list[SubtaskView]:
-    """Return every sub-task with its terms as of ``on``, in catalog order."""
+    """Return every sub-task with its terms as of ``on``, in catalog order.
+
+    One joined query over plain columns: every plan screen, import and summary starts here, so
+    it must stay cheap (no ORM objects).
+    """
     version = version_on(session, on)
-    rows = session.scalars(
-        select(SubtaskTerms).where(SubtaskTerms.version_id == version.id)
-        .options(selectinload(SubtaskTerms.subtask).selectinload(Subtask.work_item), selectinload(SubtaskTerms.milestone))
+    rows = session.execute(
+        select(Subtask.id, Subtask.code, Subtask.name, Subtask.note, WorkItem.code, WorkItem.name, Subtask.seq,
+               Subtask.sort_order, Milestone.code, Milestone.name, Milestone.due_date, SubtaskTerms.applies_prefecture,
+               SubtaskTerms.applies_municipality, SubtaskTerms.applies_union, SubtaskTerms.predecessor_id)
+        .join(Subtask, Subtask.id == SubtaskTerms.subtask_id)
+        .join(WorkItem, WorkItem.id == Subtask.work_item_id)
+        .join(Milestone, Milestone.id == SubtaskTerms.milestone_id)
+        .where(SubtaskTerms.version_id == version.id)
+        .order_by(Subtask.sort_order)
     )
-    views = [
-        SubtaskView(
-            id=t.subtask.id, code=t.subtask.code, name=t.subtask.name, note=t.subtask.note,
-            item_code=t.subtask.work_item.code, item_name=t.subtask.work_item.name, seq=t.subtask.seq,
-            sort_order=t.subtask.sort_order, milestone_code=t.milestone.code, milestone_name=t.milestone.name,
-            milestone_date=t.milestone.due_date, applies_prefecture=t.applies_prefecture,
-            applies_municipality=t.applies_municipality, applies_union=t.applies_union,
-            predecessor_id=t.predecessor_id,
-        )
-        for t in rows
-    ]
-    return sorted(views, key=lambda v: v.sort_order)
+    return [SubtaskView(*row) for row in rows]
 
 
 def work_items(session: Session) -> list[WorkItem]:

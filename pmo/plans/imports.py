@@ -22,12 +22,12 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from pmo.accounts.permissions import Actor, Permission, can
-from pmo.accounts.service import body_ref
+from pmo.accounts.permissions import Actor, BodyRef, Permission, can
 from pmo.audit import service as audit
+from pmo.catalog.models import CompletionField
 from pmo.catalog.service import subtasks_on
 from pmo.core import clock, files
-from pmo.core.dates import PartialDate
+from pmo.core.dates import DateInputError, PartialDate, parse_date_input
 from pmo.core.errors import NotFound, PermissionDenied
 from pmo.core.tabular import (
     DateValidation,
@@ -39,10 +39,10 @@ from pmo.core.tabular import (
     write_csv,
     write_xlsx,
 )
-from pmo.orgs.models import Body
+from pmo.orgs.models import Body, BodyKind
 from pmo.plans import rules
 from pmo.plans.bulk import bulk_insert
-from pmo.plans.models import ImportJob, ImportStatus, Plan, PlanRevision
+from pmo.plans.models import CompletionValue, DatePrecision, ImportJob, ImportStatus, Plan, PlanRevision
 from pmo.plans.rules import PlanValues
 from pmo.plans.service import column_values, get_body
 
@@ -76,6 +76,15 @@ INSTRUCTIONS = [
 Progress = Callable[[int, int], None]
 
 
+@dataclass(frozen=True)
+class _BodyRow:
+    id: int
+    code: str
+    name: str
+    kind: BodyKind
+    prefecture_code: str
+
+
 # --- export -------------------------------------------------------------------------------------
 
 
@@ -97,8 +106,10 @@ def export_rows(session: Session, actor: Actor, body_code: str | None, for_xlsx:
     else:
         if not can(actor, Permission.PLAN_IMPORT_NATIONAL) and not can(actor, Permission.PLAN_VIEW):
             raise PermissionDenied("全国の計画を出力する権限がありません。")
-        bodies = [b for b in session.scalars(select(Body).order_by(Body.code))
-                  if can(actor, Permission.PLAN_VIEW, body_ref(b))]
+        # Plain columns, not ORM objects: a progress callback may commit the session mid-way.
+        bodies = [b for b in (_BodyRow(*r) for r in session.execute(
+            select(Body.id, Body.code, Body.name, Body.kind, Body.prefecture_code).order_by(Body.code)))
+            if can(actor, Permission.PLAN_VIEW, BodyRef(b.id, b.code, b.prefecture_code, b.kind is BodyKind.PREFECTURE))]
     wanted = {b.id for b in bodies}
     plans: dict[tuple[int, int], tuple] = {}
     stmt = select(Plan.body_id, Plan.subtask_id, *[getattr(Plan, c) for c in _PLAN_COLUMNS])
@@ -125,14 +136,15 @@ _PLAN_COLUMNS = ("planned_start", "planned_start_precision", "planned_end", "pla
                  "progress", "not_applicable_reason", "comment", "vendor", "id", "version")
 
 
-def _values_from_columns(cols: tuple | None) -> PlanValues:
+def _values_from_columns(cols: tuple | None, completion: tuple[tuple[str, str], ...] = ()) -> PlanValues:
     if cols is None:
         return PlanValues()
     dates = {}
     for i, name in enumerate(rules.DATE_FIELDS):
         value, precision = cols[2 * i], cols[2 * i + 1]
         dates[name] = PartialDate(value, precision.value) if value is not None else None
-    return PlanValues(**dates, progress=cols[8], not_applicable_reason=cols[9], comment=cols[10], vendor=cols[11])
+    return PlanValues(**dates, progress=cols[8], not_applicable_reason=cols[9], comment=cols[10], vendor=cols[11],
+                      completion=completion)
 
 
 def export_file(session: Session, actor: Actor, body_code: str | None, fmt: str = "xlsx",
@@ -150,6 +162,33 @@ def export_file(session: Session, actor: Actor, body_code: str | None, fmt: str 
         return write_xlsx([spec], INSTRUCTIONS)
     encoding = "cp932" if fmt == "cp932" else "utf-8-sig"
     return write_csv(HEADERS, export_rows(session, actor, body_code, False, progress), encoding=encoding)
+
+
+EXPORT_KIND = "plans_export"
+
+
+def start_export_job(session: Session, actor: Actor, batch_id: str, filename: str) -> ImportJob | None:
+    """Record a national export so its progress can be polled (an ImportJob of kind plans_export).
+
+    None when the id is taken (a reloaded link): the export then runs without a progress record.
+    """
+    if not can(actor, Permission.PLAN_IMPORT_NATIONAL):
+        raise PermissionDenied("全国の計画を出力する権限がありません。")
+    if session.scalar(select(ImportJob.id).where(ImportJob.batch_id == batch_id)) is not None:
+        return None
+    now = clock.now()
+    job = ImportJob(batch_id=batch_id, kind=EXPORT_KIND, filename=filename, sha256="", user_id=actor.user_id or None,
+                    status=ImportStatus.RUNNING, phase="export", national=True, created_dt=now, heartbeat_dt=now)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def finish_export_job(job: ImportJob, size: int) -> None:
+    job.status = ImportStatus.DONE
+    job.finished_dt = clock.now()
+    job.processed_rows = job.total_rows
+    job.counts = {"bytes": size}
 
 
 # --- validation and preview --------------------------------------------------------------------
@@ -191,8 +230,33 @@ def _norm_subtask(value: Any) -> str:
     return text.replace("ー", "-").replace("−", "-").replace("－", "-")
 
 
-def _may_import(actor: Actor, body: Body, national: bool) -> bool:
-    ref = body_ref(body)
+class _DateMemo:
+    """``parse_date_input`` remembered per distinct cell value: a national file repeats a few hundred dates."""
+
+    def __init__(self) -> None:
+        self.known: dict[tuple[type, Any], PartialDate | DateInputError | None] = {}
+
+    def __call__(self, value: Any) -> PartialDate | None:
+        if value is None:
+            return None
+        key = (value.__class__, value)
+        found = self.known.get(key, _MISSING)
+        if found is _MISSING:
+            try:
+                found = parse_date_input(value)
+            except DateInputError as exc:
+                found = exc
+            self.known[key] = found
+        if isinstance(found, DateInputError):
+            raise found
+        return found  # type: ignore[return-value]
+
+
+_MISSING = object()
+
+
+def _may_import(actor: Actor, body: Body | _BodyRow, national: bool) -> bool:
+    ref = BodyRef(body.id, body.code, body.prefecture_code, body.kind is BodyKind.PREFECTURE)
     if national:
         return can(actor, Permission.PLAN_IMPORT_NATIONAL, ref) or can(actor, Permission.PLAN_EDIT, ref)
     return can(actor, Permission.PLAN_EDIT, ref)
@@ -205,12 +269,29 @@ def _existing(session: Session, body_ids: set[int] | None) -> dict[tuple[int, in
     return {(r[0], r[1]): r[2:] for r in session.execute(stmt)}
 
 
+def _completion_items(session: Session, body_ids: set[int]) -> dict[int, tuple[tuple[str, str], ...]]:
+    """Each stored plan's completion items as ``PlanValues.completion`` holds them (code, text), sorted."""
+    stmt = (select(CompletionValue.plan_id, CompletionField.code, CompletionValue.value)
+            .join(CompletionField, CompletionField.id == CompletionValue.field_id)
+            .join(Plan, Plan.id == CompletionValue.plan_id)
+            .where(CompletionValue.value.is_not(None), CompletionValue.value != ""))
+    if len(body_ids) < 500:
+        stmt = stmt.where(Plan.body_id.in_(body_ids))
+    found: dict[int, list[tuple[str, str]]] = {}
+    for plan_id, code, value in session.execute(stmt):
+        found.setdefault(plan_id, []).append((code, value))
+    return {plan_id: tuple(sorted(items)) for plan_id, items in found.items()}
+
+
 def validate_rows(session: Session, actor: Actor, data: bytes, filename: str, national: bool,
                   progress: Progress | None = None) -> Preview:
     """Read and check every row; raise ``TableError`` listing every problem, else return the preview."""
     today = clock.today()
     subtasks = {s.code: s for s in subtasks_on(session, today)}
-    bodies = {b.code: b for b in session.scalars(select(Body))}
+    bodies = {r[1]: _BodyRow(*r) for r in session.execute(
+        select(Body.id, Body.code, Body.name, Body.kind, Body.prefecture_code))}
+    parse_date = _DateMemo()
+    codes: dict[tuple[type, Any, int], str] = {}  # normalised body and sub-task codes, per distinct cell value
     problems: list[TableProblem] = []
     seen: dict[tuple[int, int], int] = {}
     allowed: dict[int, bool] = {}
@@ -223,7 +304,9 @@ def validate_rows(session: Session, actor: Actor, data: bytes, filename: str, na
         for count, row in enumerate(reader, start=1):
             number = row.row_number
             raw_code = row["団体コード"]
-            code = _norm_code(raw_code)
+            code = codes.get((raw_code.__class__, raw_code, 0))  # type: ignore[call-overload]
+            if code is None:
+                code = codes[(raw_code.__class__, raw_code, 0)] = _norm_code(raw_code)  # type: ignore[index]
             body = bodies.get(code)
             if body is None:
                 problems.append(TableProblem(sheet, number, "団体コード", raw_code,
@@ -236,7 +319,10 @@ def validate_rows(session: Session, actor: Actor, data: bytes, filename: str, na
                                              f"{body.name}（{body.code}）の計画を取り込む権限がありません。"))
                 continue
             raw_sub = row["サブタスク"]
-            st = subtasks.get(_norm_subtask(raw_sub))
+            sub_code = codes.get((raw_sub.__class__, raw_sub, 1))  # type: ignore[call-overload]
+            if sub_code is None:
+                sub_code = codes[(raw_sub.__class__, raw_sub, 1)] = _norm_subtask(raw_sub)  # type: ignore[index]
+            st = subtasks.get(sub_code)
             if st is None:
                 problems.append(TableProblem(sheet, number, "サブタスク", raw_sub,
                                              f"サブタスク「{raw_sub if raw_sub is not None else ''}」は存在しません（例: B-2）。"))
@@ -252,7 +338,7 @@ def validate_rows(session: Session, actor: Actor, data: bytes, filename: str, na
                 continue
             seen[key] = number
             raw = {name: row[column] for name, column in COLUMN_OF.items()}
-            values, found = rules.parse_values(raw)
+            values, found = rules.parse_values(raw, parse_date=parse_date)
             found += rules.check_values(values, today, require_completion=False)
             for p in found:
                 column = COLUMN_OF.get(p.field, p.field)
@@ -269,30 +355,36 @@ def validate_rows(session: Session, actor: Actor, data: bytes, filename: str, na
     return preview
 
 
-def _add_to_preview(preview: Preview, existing: dict[tuple[int, int], tuple], body: Body, subtask_id: int,
+def _add_to_preview(preview: Preview, existing: dict[tuple[int, int], tuple], body: _BodyRow, subtask_id: int,
                     values: PlanValues) -> None:
-    """Count the row as created / updated / unchanged and keep it (packed) when it changes something."""
-    counts = preview.bodies.setdefault(body.code, {"name": body.name, "created": 0, "updated": 0, "unchanged": 0})
+    """Count the row as created / updated / unchanged and keep it (packed) when it changes something.
+
+    The file's columns are compared in their packed form with the stored row's (vendor and
+    completion items are not in the file and are kept as stored).
+    """
+    counts = preview.bodies.get(body.code)
+    if counts is None:
+        counts = preview.bodies[body.code] = {"name": body.name, "created": 0, "updated": 0, "unchanged": 0}
     cols = existing.get((body.id, subtask_id))
-    current = _values_from_columns(cols)
-    merged = _merge(values, current)
+    packed = _pack(values)
     if cols is None:
-        if merged.is_empty:
+        if not any(v is not None for v in packed):
             counts["unchanged"] += 1
             return
         counts["created"] += 1
-    elif merged == current:
+    elif packed == _pack_columns(cols):
         counts["unchanged"] += 1
         return
     else:
         counts["updated"] += 1
-    preview.rows.append(ParsedRow(body.id, subtask_id, _pack(merged)))
+    preview.rows.append(ParsedRow(body.id, subtask_id, packed))
 
 
 def _merge(values: PlanValues, current: PlanValues) -> PlanValues:
     """The file's columns over the stored plan; vendor and completion items are not in the file."""
     return PlanValues(values.planned_start, values.planned_end, values.actual_start, values.actual_end,
-                      values.progress, values.not_applicable_reason, values.comment, current.vendor)
+                      values.progress, values.not_applicable_reason, values.comment, current.vendor,
+                      current.completion)
 
 
 def _pack(values: PlanValues) -> list[Any]:
@@ -304,9 +396,33 @@ def _pack(values: PlanValues) -> list[Any]:
     return out + [values.progress, values.not_applicable_reason, values.comment]
 
 
-def _unpack(packed: list[Any]) -> PlanValues:
-    dates = [PartialDate.from_isoformat(v) if v else None for v in packed[:4]]
-    return PlanValues(*dates, progress=packed[4], not_applicable_reason=packed[5], comment=packed[6])
+def _pack_columns(cols: tuple) -> list[Any]:
+    """``_pack`` of a stored row's file columns, straight from the columns ``_existing`` reads."""
+    out: list[Any] = []
+    for i in range(0, 8, 2):
+        value = cols[i]
+        if value is None:
+            out.append(None)
+        elif cols[i + 1] is DatePrecision.MONTH:
+            out.append(f"{value.year:04d}-{value.month:02d}")
+        else:
+            out.append(value.isoformat())
+    return out + [cols[8], cols[9], cols[10]]
+
+
+def _unpack(packed: list[Any], dates: dict[str, PartialDate] | None = None) -> PlanValues:
+    """Read a packed row back; ``dates`` memoises the parsed ISO texts across rows."""
+    known = {} if dates is None else dates
+    parsed = []
+    for text in packed[:4]:
+        if not text:
+            parsed.append(None)
+            continue
+        value = known.get(text)
+        if value is None:
+            value = known[text] = PartialDate.from_isoformat(text)
+        parsed.append(value)
+    return PlanValues(*parsed, progress=packed[4], not_applicable_reason=packed[5], comment=packed[6])
 
 
 # --- jobs ---------------------------------------------------------------------------------------
@@ -402,19 +518,21 @@ def commit_job(session: Session, actor: Actor, job: ImportJob, storage: Path,
         if not _may_import(actor, body, job.national):
             raise PermissionDenied(f"{body.name}の計画を取り込む権限がありません。")
     existing = _existing(session, set(bodies))
+    completion = _completion_items(session, set(bodies))  # kept as they are, and in each revision
     now = clock.now()
     user_id = actor.user_id or None
     job.phase = "apply"
     created = updated = 0
     chunk = 5000
+    dates: dict[str, PartialDate] = {}
     for start in range(0, len(rows), chunk):
         creates: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         revisions: list[dict[str, Any]] = []
         for body_id, subtask_id, packed in rows[start:start + chunk]:
             cols = existing.get((body_id, subtask_id))
-            current = _values_from_columns(cols)
-            values = _merge(_unpack(packed), current)
+            current = _values_from_columns(cols, completion.get(cols[12], ()) if cols else ())
+            values = _merge(_unpack(packed, dates), current)
             if values == current or (cols is None and values.is_empty):
                 continue  # changed since the preview: nothing left to do
             record = column_values(values)
@@ -464,7 +582,7 @@ def sha256(data: bytes) -> str:
 
 def recent_jobs(session: Session, national: bool, user_id: int | None = None, limit: int = 10) -> list[ImportJob]:
     """The newest import jobs (national ones, or one user's), with stale ones marked 中断."""
-    stmt = select(ImportJob).where(ImportJob.national.is_(national))
+    stmt = select(ImportJob).where(ImportJob.national.is_(national), ImportJob.kind == "plans")
     if user_id is not None:
         stmt = stmt.where(ImportJob.user_id == user_id)
     jobs = list(session.scalars(stmt.order_by(ImportJob.created_dt.desc()).limit(limit)))

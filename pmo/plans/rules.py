@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -106,6 +106,28 @@ def status_of(values: PlanValues, as_of: dt.date) -> str:
     return NOT_STARTED
 
 
+def done_cutoffs(as_of: dt.date) -> tuple[dt.date, dt.date]:
+    """The latest stored actual end that counts as 完了 on ``as_of``: (day precision, month precision).
+
+    A month counts from its last day, so a month is done once it has ended by ``as_of``; this is
+    ``status_of``'s rule in the form a database query can compare stored dates with.
+    """
+    first = as_of.replace(day=1)
+    if (as_of + dt.timedelta(days=1)).day == 1:  # the month ends today
+        return as_of, first
+    return as_of, (first - dt.timedelta(days=1)).replace(day=1)
+
+
+def late_thresholds(milestone: dt.date) -> tuple[dt.date, dt.date]:
+    """The earliest stored planned end that is past ``milestone``: (day precision, month precision).
+
+    A month ends on its last day, so a planned month is late when it ends after the milestone:
+    the month of the day after the milestone, or later.
+    """
+    after = milestone + dt.timedelta(days=1)
+    return after, after.replace(day=1)
+
+
 def completion_rate(statuses: Sequence[str]) -> float:
     """Return the body's 完了率: (完了 + 対象外) / all sub-tasks, 0..1."""
     if not statuses:
@@ -179,19 +201,21 @@ def parse_completion(spec: FieldSpec, raw: Any) -> str | None:
     return text
 
 
-def parse_values(raw: Mapping[str, Any], specs: Sequence[FieldSpec] = (), *, not_applicable: bool | None = None
+def parse_values(raw: Mapping[str, Any], specs: Sequence[FieldSpec] = (), *, not_applicable: bool | None = None,
+                 parse_date: Callable[[Any], PartialDate | None] = parse_date_input
                  ) -> tuple[PlanValues, list[Problem]]:
     """Parse one row as typed (screen, Excel or API) into ``PlanValues``; collect every problem.
 
     ``raw`` holds the DATE_FIELDS, progress, not_applicable_reason, comment, vendor and, per
     completion item, ``cf_<code>``. With ``not_applicable`` given (the screen's check box), a
     reason is required; otherwise a reason alone marks the row 対象外 (Excel, API).
+    ``parse_date`` lets a bulk import pass a memoised ``parse_date_input``.
     """
     problems: list[Problem] = []
     dates: dict[str, PartialDate | None] = {}
     for name in DATE_FIELDS:
         try:
-            dates[name] = parse_date_input(raw.get(name))
+            dates[name] = parse_date(raw.get(name))
         except DateInputError as exc:
             dates[name] = None
             problems.append(Problem(name, exc.message))

@@ -181,11 +181,31 @@ def export(code: str) -> Any:
 @bp.route("/national/export")
 @require(Permission.PLAN_IMPORT_NATIONAL)
 def export_national() -> Any:
+    """The national workbook; with ``job`` (set by the page's script) its progress can be polled."""
     fmt = request.args.get("format", "xlsx")
     if fmt not in FORMATS:
         abort(404)
-    data = imports.export_file(get_session(), current_actor(), None, fmt)
-    return _download(data, f"計画・実績_全国_{clock.today():%Y%m%d}", fmt)
+    db = get_session()
+    actor = current_actor()
+    stem = f"計画・実績_全国_{clock.today():%Y%m%d}"
+    batch = (request.args.get("job") or "").strip()
+    job = None
+    if batch.isascii() and batch.isalnum() and 8 <= len(batch) <= 40:
+        job = imports.start_export_job(db, actor, batch, f"{stem}.{FORMATS[fmt][0]}")
+        db.commit()
+    if job is None:
+        data = imports.export_file(db, actor, None, fmt)
+        db.commit()
+        return _download(data, stem, fmt)
+
+    def report(done: int, total: int) -> None:
+        job.processed_rows, job.total_rows, job.heartbeat_dt = done, total, clock.now()
+        db.commit()  # only the job row is pending: the export reads
+
+    data = imports.export_file(db, actor, None, fmt, report)
+    imports.finish_export_job(job, len(data))
+    db.commit()
+    return _download(data, stem, fmt)
 
 
 def _validate_progress(job: ImportJob) -> Any:
@@ -271,6 +291,8 @@ def job(batch_id: str) -> Any:
     db = get_session()
     found = imports.get_job(db, current_actor(), batch_id)
     db.commit()
+    if found.kind != "plans":
+        abort(404)  # an export's record only reports progress
     _discard_staged(found)
     problems = imports.errors_as_problems(found)
     return render_template("plans/job.html", job=found, problems=problems[:500], problem_count=len(problems),
@@ -385,4 +407,5 @@ def close_month() -> Any:
 def prefecture() -> Any:
     db = get_session()
     rows = service.prefecture_summaries(db, current_actor())
-    return render_template("plans/prefecture.html", rows=rows, today=clock.today())
+    sheet_url = url_for("plans.show", code="0")[:-1]  # one url_for, not one per body
+    return render_template("plans/prefecture.html", rows=rows, today=clock.today(), sheet_url=sheet_url)

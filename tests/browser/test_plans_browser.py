@@ -106,3 +106,20 @@ def test_body_downloads_its_sheet_changes_it_and_uploads_it_back(page, live_serv
     assert plan_of(live_server, "012033", "G-2").planned_end == dt.date(2015, 3, 31)
     page.goto("/plans/012033")
     assert page.locator("#row-D-3 .badge").inner_text() == "対象外"
+
+
+def test_national_download_shows_its_progress(page, live_server):
+    user = live_server.make_user(Role.MINISTRY_OFFICER, ministry="mic")
+    login(page, user.login_id)
+    page.goto("/plans/national")
+    progress = page.locator("[data-export-progress]")
+    assert progress.is_hidden()
+    with page.expect_download(timeout=120_000) as info:
+        page.get_by_role("link", name="CSV（UTF-8）").click()
+        assert progress.is_visible()
+    lines = Path(info.value.path()).read_bytes().decode("utf-8-sig").splitlines()
+    assert lines[0].startswith("団体コード,団体名,サブタスク") and len(lines) > 52_000
+    progress.get_by_text("ファイルを作成しました").wait_for(timeout=30_000)
+    bar = progress.locator("progress")
+    assert bar.get_attribute("value") == bar.get_attribute("max")  # every body written
+    assert page.url.endswith("/plans/national")  # the page stays; the file downloads

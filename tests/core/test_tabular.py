@@ -507,3 +507,73 @@ def test_50000_rows_stream_with_bounded_memory(tmp_path: Path, kind):
     assert report["count"] == 50_000
     # 50,000 rows x 6 cells held as Python objects would be well over 100 MB
     assert report["grew_kib"] < 60 * 1024
+
+
+def _openpyxl_rows(data: bytes) -> list[tuple[int, list]]:
+    """What openpyxl's own read-only reader gives, trailing empty cells and empty rows dropped."""
+    workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    out = []
+    workbook.worksheets[0].reset_dimensions()
+    for number, values in enumerate(workbook.worksheets[0].iter_rows(values_only=True), start=1):
+        values = list(values)
+        while values and values[-1] is None:
+            values.pop()
+        if values:
+            out.append((number, values))
+    workbook.close()
+    return out
+
+
+def test_xlsx_reader_gives_what_openpyxl_gives():
+    """The streaming reader (expat) and openpyxl agree on every kind of cell Excel writes."""
+    workbook = openpyxl.Workbook()
+    ws = workbook.active
+    ws.append(["文字", "整数", "小数", "日付", "日時", "真偽", "式", "空"])
+    ws.append(["小樽市", 12033, 0.5, dt.date(2015, 10, 1), dt.datetime(2015, 10, 1, 9, 30), True, "=1+1", None])
+    ws.append(["=文字列ではない", -3, 1.5e-7, dt.date(1900, 3, 1), dt.datetime(2016, 2, 29), False, None, "x"])
+    ws["A5"] = "  "
+    ws["H7"] = "端"
+    ws["C8"] = 1e20
+    ws["D8"] = dt.time(12, 30)
+    ws["E8"] = dt.timedelta(hours=30)
+    ws["E8"].number_format = "[h]:mm:ss"
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    data = buffer.getvalue()
+    # Excel writes strings to a shared table, with phonetic readings (ふりがな) and rich-text runs,
+    # and error cells, formula text results; openpyxl writes none of these, so patch them in.
+    sst = ('<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+           '<si><r><t>小樽</t></r><r><t>市</t></r><rPh sb="0" eb="2"><t>オタル</t></rPh></si><si><t>端</t></si></sst>')
+    members = {
+        "xl/sharedStrings.xml": lambda _: sst.encode(),
+        "[Content_Types].xml": lambda xml: xml.replace(b"</Types>", b'<Override PartName="/xl/sharedStrings.xml" '
+            b'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/></Types>'),
+        "xl/_rels/workbook.xml.rels": lambda xml: xml.replace(b"</Relationships>", b'<Relationship Id="rIdS" '
+            b'Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings" '
+            b'Target="sharedStrings.xml"/></Relationships>'),
+        "xl/worksheets/sheet1.xml": lambda xml: re.sub(
+            rb'<c r="H7" t="inlineStr">.*?</c>', b'<c r="H7" t="s"><v>1</v></c>', re.sub(
+                rb'<c r="A2" t="inlineStr">.*?</c>', b'<c r="A2" t="s"><v>0</v></c>', xml)).replace(
+            b"</sheetData>", b'<row r="9"><c r="A9" t="str"><f>A1</f><v>text</v></c><c r="B9" t="inlineStr"><is>'
+                             b'<t>inline</t><rPh sb="0" eb="1"><t>x</t></rPh></is></c><c r="G9" t="e"><v>#N/A</v></c></row></sheetData>'),
+    }
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for name in [*src.namelist(), "xl/sharedStrings.xml"]:
+            body = src.read(name) if name in src.namelist() else b""
+            dst.writestr(name, members[name](body) if name in members else body)
+    data = out.getvalue()
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        sheet_xml = zf.read("xl/worksheets/sheet1.xml")
+        assert b'<c r="A2" t="s">' in sheet_xml and b'<c r="H7" t="s">' in sheet_xml and b't="e"' in sheet_xml
+    with open_table(data, "x.xlsx", ["文字", "整数", "小数", "日付", "日時", "真偽", "式", "空"], strict_order=False) as reader:
+        mine = [(1, ["文字", "整数", "小数", "日付", "日時", "真偽", "式", "空"])] + [
+            (r.row_number, [r[h] for h in reader.headers]) for r in reader]
+    for i, (number, values) in enumerate(mine):
+        while values and values[-1] is None:
+            values.pop()
+        mine[i] = (number, values)
+    expected = [(n, v) for n, v in _openpyxl_rows(data) if any(x is not None and str(x).strip() for x in v)]
+    assert mine == expected
+    assert mine[1][1][0] == "小樽市" and isinstance(mine[1][1][3], dt.datetime) and mine[3][1][7] == "端"
+    assert mine[-1][1] == ["text", "inline", None, None, None, None, "#N/A"]

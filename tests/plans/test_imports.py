@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from pmo.accounts.models import Role
+from pmo.core import clock
 from pmo.core.tabular import SheetSpec, write_csv, write_xlsx
 from pmo.plans import imports, service
 from pmo.plans.models import ImportStatus, Plan, PlanRevision
@@ -154,3 +155,22 @@ def test_national_upload_needs_the_permission(db_session, actor, tmp_path):
     _, staff = actor(Role.BODY_STAFF, CITY_A)
     with pytest.raises(PermissionDenied):
         imports.start_job(db_session, staff, b"x", "a.csv", national=True)
+
+
+def test_import_keeps_completion_items_in_the_plan_and_in_its_history(db_session, actor, tmp_path):
+    _, staff = actor(Role.BODY_STAFF, CITY_A)
+    service.save_sheet(db_session, staff, CITY_A, [row("A-6", None, planned_start="2015-04-01", planned_end="2015-10-31",
+                                                       actual_start="2015-04-01", actual_end="2015-10-30",
+                                                       cf_help_desk="はい")])
+    data = write_csv(imports.HEADERS, [[CITY_A, "", "A-6", "2015-04-01", "2015-10-31", "2015-04-01", "2015-10-30", "",
+                                        "", "窓口は本庁舎1階"]])
+    job = run_import(db_session, staff, data, "a6.csv", tmp_path)
+    assert job.applied == {"created": 0, "updated": 1, "unchanged": 0}
+    revision = db_session.scalars(select(PlanRevision).order_by(PlanRevision.id.desc())).first()
+    assert revision.channel == "import" and revision.batch_id == job.batch_id
+    assert revision.before["completion"] == revision.after["completion"] == {"help_desk": "はい"}
+    assert revision.after["comment"] == "窓口は本庁舎1階"
+    replayed = service.state_on(db_session, clock.today(), body_ids=[revision.body_id])[(revision.body_id, revision.subtask_id)]
+    assert replayed.completion == (("help_desk", "はい"),) and replayed.comment == "窓口は本庁舎1階"
+    sheet = {r.subtask.code: r for r in service.load_sheet(db_session, staff, CITY_A).rows}
+    assert sheet["A-6"].values.completion_dict() == {"help_desk": "はい"}

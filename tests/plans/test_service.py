@@ -10,9 +10,10 @@ from sqlalchemy import func, select
 from pmo.accounts.models import Role
 from pmo.audit.models import AuditEntry
 from pmo.core import clock
+from pmo.core.dates import PartialDate
 from pmo.core.errors import NotFound, PermissionDenied, ValidationFailed
 from pmo.plans import service
-from pmo.plans.models import MonthlySnapshot, Plan, PlanRevision, SnapshotRow
+from pmo.plans.models import DatePrecision, MonthlySnapshot, Plan, PlanRevision, SnapshotRow
 from tests.conftest import CITY_A, CITY_B, PREF_X
 from tests.plans.conftest import row
 
@@ -178,3 +179,56 @@ def test_prefecture_summary_and_comments(db_session, actor):
     assert service.list_comments(db_session, rows[CITY_A].body)[0].subtask.code == "A-6"
     with pytest.raises(PermissionDenied):
         service.add_comment(db_session, staff, CITY_A, "自分にはコメントできない")
+
+
+def _plan(db_session, body_id, subtask_id, **values):  # type: ignore[no-untyped-def]
+    """Store a plan row directly, so states the screen would refuse (an actual end this month) exist too."""
+    precisions = {}
+    for name in ("planned_start", "planned_end", "actual_start", "actual_end"):
+        text = values.pop(name, None)
+        if text is not None:
+            partial = PartialDate.from_isoformat(text)
+            values[name], precisions[f"{name}_precision"] = partial.value, DatePrecision(partial.precision)
+    db_session.add(Plan(body_id=body_id, subtask_id=subtask_id, updated_dt=clock.now(), **values, **precisions))
+
+
+@pytest.mark.parametrize("today", [dt.date(2015, 12, 15), dt.date(2015, 11, 30)])
+def test_prefecture_summary_counts_agree_with_each_body_sheet(db_session, actor, body, today):
+    """The summary is counted in SQL; each body's sheet derives the same figures row by row in Python."""
+    clock.freeze(dt.datetime.combine(today, dt.time(12), clock.JST))
+    ids = {st.code: st.id for st in service.subtasks_on(db_session, today)}
+    a, b, pref = body(CITY_A).id, body(CITY_B).id, body(PREF_X).id
+    cases = [
+        (a, "B-2", {"planned_end": "2015-10"}),  # a month past the 10/5 milestone: late
+        (a, "B-3", {"planned_end": "2015-11", "actual_start": "2015-11", "actual_end": "2015-11"}),  # ends with 11/30
+        (a, "B-4", {"planned_end": "2016-01", "actual_start": "2015-12-01", "actual_end": "2015-12"}),  # late; open month
+        (a, "B-5", {"planned_end": "2016-01-01", "actual_end": "2015-11-30", "actual_start": "2015-11-01"}),
+        (a, "A-6", {"planned_end": "2016-01-02", "not_applicable_reason": "委託先が対応"}),  # 対象外 is never late
+        (a, "C-3", {"progress": 0, "planned_start": "2015-12"}),  # 0 % is not started; a start is no plan
+        (a, "C-4", {"progress": 40}),
+        (a, "C-5", {"not_applicable_reason": ""}),
+        (b, "B-2", {"planned_end": "2015-10-05", "actual_start": "2015-12-16"}),  # on the milestone; starts later
+        (b, "B-3", {"planned_end": "2015-12", "actual_start": "2015-12-15", "actual_end": "2015-12-15"}),
+        (b, "E-4", {"planned_end": "2015-12-31", "actual_start": "2015-11", "actual_end": "2015-11-30"}),
+        (pref, "B-2", {"planned_end": "2016-03", "progress": 50}),  # B does not apply to a prefecture: ignored
+        (pref, "A-6", {"planned_end": "2016-02", "actual_start": "2015-10-01"}),
+    ]
+    for body_id, code, values in cases:
+        _plan(db_session, body_id, ids[code], **values)
+    db_session.flush()
+    _, officer = actor(Role.PREFECTURE_STAFF, PREF_X)
+    summaries = {r.body.code: r for r in service.prefecture_summaries(db_session, officer)}
+    assert len(summaries) == 181
+    for code in (CITY_A, CITY_B, PREF_X, "012041"):
+        sheet = service.load_sheet(db_session, officer, code)
+        expected_counts = sheet.counts()
+        got = summaries[code]
+        assert got.total == len(sheet.rows), code
+        assert got.counts == expected_counts, code
+        assert got.no_plan == sum(1 for r in sheet.rows if not r.values.is_not_applicable and r.values.planned_end is None)
+        assert got.after_milestone == sum(1 for r in sheet.rows if r.after_milestone), code
+        assert got.completion_rate == pytest.approx(sheet.completion_rate)
+        assert (got.last_update is not None) == any(r.updated_dt for r in sheet.rows)
+    assert summaries[CITY_A].after_milestone == 2 and summaries[CITY_A].counts["not_applicable"] == 1
+    assert summaries[CITY_A].counts["done"] == 2  # B-3 (November, ended by 11/30) and B-5; not B-4 (December)
+    assert summaries[CITY_B].counts["done"] == (2 if today.day == 15 else 1)  # B-3 ends on 12/15

@@ -6,10 +6,11 @@ import datetime as dt
 import io
 import re
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from pmo.accounts.models import Role
 from pmo.core.tabular import write_csv
+from pmo.orgs.models import Body
 from pmo.plans import imports, service
 from pmo.plans.models import ImportJob, ImportStatus, MonthlySnapshot, Plan
 from tests.conftest import CITY_A, CITY_B, PREF_X
@@ -169,3 +170,23 @@ def test_job_of_someone_else_is_not_found(client, auth, db_session, actor, tmp_p
     auth.login(role=Role.BODY_STAFF, body=CITY_A)
     assert client.get(f"/plans/import/{job.batch_id}").status_code == 404
     assert db_session.scalar(select(ImportJob)).status is ImportStatus.RUNNING
+
+
+def test_national_export_reports_its_progress(client, auth, db_session):
+    auth.login(role=Role.MINISTRY_OFFICER, ministry="mic")
+    page = client.get("/plans/national").get_data(as_text=True)
+    assert "data-export-progress" in page and "data-export" in page
+    response = client.get("/plans/national/export?format=csv&job=abcdef0123456789")
+    assert response.status_code == 200 and "attachment" in response.headers["Content-Disposition"]
+    lines = response.get_data().decode("utf-8-sig").splitlines()
+    job = db_session.scalar(select(ImportJob).where(ImportJob.batch_id == "abcdef0123456789"))
+    assert job.kind == imports.EXPORT_KIND and job.status is ImportStatus.DONE
+    bodies = db_session.scalar(select(func.count()).select_from(Body))
+    assert job.total_rows == job.processed_rows == bodies and len(lines) > 52_000  # bodies done / all bodies
+    status = client.get("/plans/import/abcdef0123456789/status.json").get_json()
+    assert status == {**status, "phase": "export", "finished": True, "processed": bodies, "total": bodies}
+    assert client.get("/plans/import/abcdef0123456789").status_code == 404  # no import page for an export
+    assert "abcdef0123456789" not in client.get("/plans/national").get_data(as_text=True)  # not an import
+    again = client.get("/plans/national/export?format=csv&job=abcdef0123456789")  # a reloaded link still downloads
+    assert again.status_code == 200 and again.get_data() == response.get_data()
+    assert db_session.scalar(select(func.count()).select_from(ImportJob)) == 1
