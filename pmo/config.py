@@ -46,6 +46,7 @@ class DefaultConfig:
     LOGIN_WINDOW_MINUTES = 5
     LOGIN_MAX_FAILURES_PER_USER = 5
     LOGIN_MAX_FAILURES_PER_IP = 20
+    PASSWORD_HASH_CONCURRENCY = 2  # argon2 computations at once per process (64 MiB each): about the cores
     # Second factor (AUTH-05, DECISIONS.md 1): TOTP required for privileged roles; body and
     # prefecture staff only when MFA_FOR_STAFF is on. MFA_ENFORCE=false (no one is required to use
     # it) is for the local demo only: production refuses to start with it.

@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import re
 import secrets
+import threading
 import unicodedata
 from dataclasses import dataclass
 
@@ -49,14 +50,28 @@ def use_password_hasher(hasher: PasswordHasher) -> None:
     _DUMMY_HASH = hasher.hash(secrets.token_urlsafe(16))
 
 
+# Each argon2 computation takes 64 MiB (argon2's default memory cost) for its duration. A worker
+# with 8 threads answering 8 logins at once would hold 512 MiB; more parallel hashes than cores
+# finish no sooner anyway. So a process computes at most this many at a time; the others wait.
+_hash_slots = threading.BoundedSemaphore(2)
+
+
+def limit_password_hashing(concurrent: int) -> None:
+    """Set how many argon2 computations one process runs at once (PMO_PASSWORD_HASH_CONCURRENCY)."""
+    global _hash_slots
+    _hash_slots = threading.BoundedSemaphore(max(1, int(concurrent)))
+
+
 def hash_password(password: str) -> str:
     """Hash with argon2id and a per-user salt."""
-    return _hasher.hash(password)
+    with _hash_slots:
+        return _hasher.hash(password)
 
 
 def verify_password(password_hash: str, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash, password)
+        with _hash_slots:
+            return _hasher.verify(password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

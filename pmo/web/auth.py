@@ -172,6 +172,7 @@ def init_app(app: Flask) -> None:
     login_manager.init_app(app)
     login_manager.request_loader(_load_request_user)
     login_manager.login_view = "accounts.login"
+    accounts.limit_password_hashing(int(app.config.get("PASSWORD_HASH_CONCURRENCY", 2)))
 
     @app.context_processor
     def _mfa_notice() -> dict[str, Any]:
