@@ -15,11 +15,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from argon2 import PasswordHasher  # noqa: E402
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from pmo import create_app
+from pmo.accounts import service as _accounts_service  # noqa: E402
 from pmo.accounts.mfa import PRIVILEGED_ROLES
 from pmo.accounts.mfa_service import enrol_known_secret
 from pmo.accounts.models import Role, User
@@ -29,10 +31,6 @@ from pmo.core import clock
 from pmo.db import create_db_engine, make_session_factory
 from pmo.orgs.models import Body, Ministry
 from pmo.paths import data_dir
-
-from argon2 import PasswordHasher  # noqa: E402
-
-from pmo.accounts import service as _accounts_service  # noqa: E402
 
 # argon2's production cost (64 MiB, 3 passes) would dominate the suite's time; the hashes stay argon2id.
 _accounts_service.use_password_hasher(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
@@ -237,6 +235,21 @@ def second_step(client: PortalClient, session: Session | None, user: User, respo
         code = next_totp_code(session, user.id, match.group(1).replace(" ", ""))
         response = client.post_form("/login/mfa/setup", {"code": code}, token_from="/login/mfa/setup")
         assert response.status_code == 200 and "リカバリーコード" in response.get_data(as_text=True)
+    return response
+
+
+def log_in(client: PortalClient, app: Any, login_id: str, password: str = TEST_PASSWORD) -> Any:
+    """Log ``client`` in to ``app`` (on a database of its own): the password, then, for a role that
+    must use MFA (enrolled with TEST_TOTP_SECRET), a real TOTP code. Returns the last response."""
+    response = client.post_form("/login", {"login_id": login_id, "password": password}, token_from="/login")
+    assert response.status_code == 302, response.get_data(as_text=True)[:500]
+    if response.headers["Location"].endswith("/login/mfa"):
+        with app.extensions["pmo_db"].session() as session:
+            user_id = session.scalar(sa.select(User.id).where(User.login_id == login_id))
+            code = next_totp_code(session, user_id)
+            session.commit()
+        response = client.post_form("/login/mfa", {"code": code}, token_from="/login/mfa")
+        assert response.status_code == 302, response.get_data(as_text=True)[:500]
     return response
 
 

@@ -14,7 +14,7 @@ from alembic.script import ScriptDirectory
 
 from pmo.cli import alembic_config, upgrade_database
 from pmo.paths import data_dir
-from tests.own_db import own_database
+from tests.databases import own_database
 
 
 def _tables(url: str) -> set[str]:

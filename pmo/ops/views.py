@@ -48,6 +48,12 @@ def _check_database() -> bool:
         return False
 
 
+def _free_disk() -> int:
+    """Free bytes on the fuller of the instance folder and the (shared) uploads folder."""
+    folders = {Path(current_app.instance_path), upload_dir(current_app.config, current_app.instance_path)}
+    return min(shutil.disk_usage(folder).free for folder in folders if folder.exists())
+
+
 @bp.route("/healthz")
 @public
 def healthz() -> Any:
@@ -56,8 +62,7 @@ def healthz() -> Any:
     from pmo.settings.service import get_setting
 
     checks: dict[str, Any] = {"database": "ok" if _check_database() else "error"}
-    folders = {Path(current_app.instance_path), upload_dir(current_app.config, current_app.instance_path)}
-    free = min(shutil.disk_usage(folder).free for folder in folders if folder.exists())
+    free = _free_disk()
     checks["disk"] = "ok" if free > 1 << 30 else "low"  # the instance folder and the (shared) uploads
     status_fn = current_app.extensions.get("pmo_search_status")
     checks["search_index"] = status_fn() if status_fn else "not_configured"
@@ -113,8 +118,7 @@ def status() -> Any:
             backup_age = last_backup_age(get_setting(session, "last_backup"), clock.now())
     except Exception:  # noqa: BLE001 - no answer is shown as "no record"
         backup_age = None
-    free = min(shutil.disk_usage(folder).free for folder in
-               {Path(current_app.instance_path), upload_dir(current_app.config, current_app.instance_path)})
+    free = _free_disk()
     return render_template(
         "ops/status.html", database_ok=_check_database(), free_gb=free / (1 << 30),
         search_state=status_fn() if status_fn else "not_configured", backup_age=backup_age,

@@ -15,7 +15,7 @@ from pmo.accounts.permissions import Actor
 from pmo.audit import service as audit
 from pmo.cli import upgrade_database
 from pmo.ops import backup as ops
-from tests.own_db import own_database
+from tests.databases import own_database
 
 WRITERS = 4
 

@@ -23,7 +23,7 @@ from pmo.paths import data_dir
 from pmo.plans import imports, service, views
 from pmo.plans.models import ImportJob, ImportStatus, Plan, PlanRevision
 from tests.conftest import CITY_A, SECRET, TEST_PASSWORD, PortalClient
-from tests.own_db import own_database
+from tests.databases import own_database
 from tests.plans.conftest import row
 
 CODES = ["A-6", "C-4", "C-5", "E-4"]

@@ -23,6 +23,7 @@ import pytest
 import sqlalchemy as sa
 
 from pmo import create_app
+from pmo.accounts.mfa_service import enrol_known_secret
 from pmo.accounts.models import Role, User
 from pmo.accounts.service import actor_for, hash_password
 from pmo.cli import upgrade_database
@@ -32,8 +33,8 @@ from pmo.db import Base, write_intent
 from pmo.paths import data_dir
 from pmo.plans import imports
 from pmo.plans.models import ImportJob, ImportStatus, Plan
-from tests.conftest import SECRET, TEST_PASSWORD, PortalClient
-from tests.own_db import own_database
+from tests.conftest import SECRET, TEST_PASSWORD, TEST_TOTP_SECRET, PortalClient, log_in
+from tests.databases import own_database
 
 ROWS = 20_000
 WORKER = Path(__file__).with_name("interrupted_import_worker.py")
@@ -101,6 +102,8 @@ def test_an_import_killed_half_way_changes_nothing_and_shows_interrupted(tmp_pat
                        must_change_password=False,
                        ministry_id=session.scalar(sa.text("SELECT id FROM ministries WHERE code = 'mic'")))
         session.add(officer)
+        session.flush()
+        enrol_known_secret(session, officer, TEST_TOTP_SECRET, [SECRET])  # an officer must use MFA
         session.commit()
         rows = list(imports.export_rows(session, actor_for(officer), None))[:ROWS]
     assert len(rows) == ROWS
@@ -109,8 +112,7 @@ def test_an_import_killed_half_way_changes_nothing_and_shows_interrupted(tmp_pat
     big = write_csv(imports.HEADERS, rows)
     baseline = write_csv(imports.HEADERS, [r[:3] + [dt.date(2025, 6, 1), dt.date(2026, 1, 31)] + r[5:]
                                            for r in rows[:3000]])
-    assert client.post_form("/login", {"login_id": "officer.rel05", "password": TEST_PASSWORD},
-                            token_from="/login").status_code == 302
+    log_in(client, app, "officer.rel05")
     _upload(client, baseline, "baseline")
     _confirm(client, "baseline")
     _upload(client, big, "big1")
@@ -157,8 +159,7 @@ def test_an_import_killed_half_way_changes_nothing_and_shows_interrupted(tmp_pat
     if engine.dialect.name == "sqlite":
         with engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
-    assert client.post_form("/login", {"login_id": "officer.rel05", "password": TEST_PASSWORD},
-                            token_from="/login").status_code == 302
+    log_in(client, app, "officer.rel05")
     logged_in = _snapshot(engine)  # the login itself is recorded (session, audit, last login)
     status = client.get("/plans/import/big1/status.json").get_json()
     assert status["status"] == "running" and not status["finished"]  # the lease has not run out yet

@@ -25,9 +25,9 @@ from pmo.cli import upgrade_database
 from pmo.documents.models import Document
 from pmo.paths import data_dir
 from pmo.search.models import SearchOutbox
-from tests.conftest import SECRET, TEST_PASSWORD, TEST_TOTP_SECRET, PortalClient, next_totp_code
+from tests.conftest import SECRET, TEST_PASSWORD, TEST_TOTP_SECRET, PortalClient, log_in
+from tests.databases import own_database
 from tests.documents.helpers import created_id, docx, upload
-from tests.own_db import own_database
 
 PAGES = ["/", "/documents/", "/faq/", "/search/?q=信頼性", "/api/v1/search?q=信頼性", "/healthz"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,14 +66,7 @@ def _client(app, login_id: str) -> PortalClient:
     from pmo.accounts.service import actor_for, create_api_token
 
     client = app.test_client()
-    response = client.post_form("/login", {"login_id": login_id, "password": TEST_PASSWORD}, token_from="/login")
-    assert response.status_code == 302
-    if response.headers["Location"].endswith("/login/mfa"):  # the officer's second factor
-        with app.extensions["pmo_db"].session() as session:
-            user_id = session.scalar(sa.select(User.id).where(User.login_id == login_id))
-            code = next_totp_code(session, user_id)
-            session.commit()
-        assert client.post_form("/login/mfa", {"code": code}, token_from="/login/mfa").status_code == 302
+    log_in(client, app, login_id)
     with app.extensions["pmo_db"].session() as session:
         user = session.scalar(sa.select(User).where(User.login_id == login_id))
         _token, secret = create_api_token(session, actor_for(user), "rel09")
