@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Load benchmark on PostgreSQL: a fresh database with the demo, gunicorn, 100 users for 5 minutes,
-# then the workers' peak memory. Usage: bench/load_run.sh [users] [seconds]
+# then the workers' peak memory. Usage: [PMO_LOAD_THINK=seconds] bench/load_run.sh [users] [seconds]
+# (PMO_LOAD_THINK: mean pause between one user's requests, default 0.5 s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 users=${1:-100}; seconds=${2:-300}; port=${PMO_LOAD_PORT:-5900}
@@ -17,6 +18,7 @@ $pmo serve --host 127.0.0.1 --port "$port" --workers "${PMO_WORKERS:-2}" --threa
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 1 60); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 1; done
-$py bench/load.py --base "http://127.0.0.1:$port" --users "$users" --seconds "$seconds" --password "$password" --totp-secret "$totp"
+$py bench/load.py --base "http://127.0.0.1:$port" --users "$users" --seconds "$seconds" --think "${PMO_LOAD_THINK:-0.5}" \
+  --password "$password" --totp-secret "$totp"
 echo "worker memory (RSS MB):"
 for pid in $(pgrep -P "$server"); do echo "  pid $pid: $(( $(awk '/VmHWM/ {print $2}' /proc/$pid/status) / 1024 )) peak, $(( $(awk '/VmRSS/ {print $2}' /proc/$pid/status) / 1024 )) now"; done
