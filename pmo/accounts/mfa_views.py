@@ -122,6 +122,16 @@ def _start_requested(user: User) -> bool:
     return False
 
 
+def _confirm_enrolment(db: Any, user: Any, form: MfaCodeForm) -> tuple[list[str] | None, int]:
+    """Check the new app's code: the recovery codes, or None with the reason on the form (429 when throttled)."""
+    try:
+        return mfa_service.confirm_enrolment(db, user, form.code.data, client_ip(), mfa_settings()), 200
+    except mfa_service.MfaFailed as exc:
+        db.commit()  # the failed attempt counts towards the limit
+        form.code.errors = [exc.message]
+        return None, 429 if exc.throttled else 200
+
+
 @bp.route("/login/mfa/setup", methods=("GET", "POST"))
 @public
 def mfa_enroll() -> Any:
@@ -138,13 +148,8 @@ def mfa_enroll() -> Any:
     form = MfaCodeForm()
     status = 200
     if form.validate_on_submit():
-        try:
-            codes = mfa_service.confirm_enrolment(db, user, form.code.data, client_ip(), mfa_settings())
-        except mfa_service.MfaFailed as exc:
-            db.commit()
-            form.code.errors = [exc.message]
-            status = 429 if exc.throttled else 200
-        else:
+        codes, status = _confirm_enrolment(db, user, form)
+        if codes is not None:
             destination = _finish_login(user, target)
             db.commit()
             return render_template("accounts/mfa_recovery.html", codes=codes, continue_to=destination,
@@ -179,13 +184,8 @@ def mfa_setup_own() -> Any:
     form = MfaCodeForm()
     status = 200
     if form.validate_on_submit():
-        try:
-            codes = mfa_service.confirm_enrolment(db, user, form.code.data, client_ip(), mfa_settings())
-        except mfa_service.MfaFailed as exc:
-            db.commit()
-            form.code.errors = [exc.message]
-            status = 429 if exc.throttled else 200
-        else:
+        codes, status = _confirm_enrolment(db, user, form)
+        if codes is not None:
             current_user.session_row.mfa_verified = True
             db.commit()
             return render_template("accounts/mfa_recovery.html", codes=codes,
