@@ -183,20 +183,28 @@ def users_create(login_id: str, display_name: str, email: str, role: str, body_c
         click.echo(f"{user.login_id} を発行しました。初期パスワード（初回ログイン時に変更）: {password}")
 
 
-@users_group.command("disable")
-@click.argument("login_id")
-@with_appcontext
-def users_disable(login_id: str) -> None:
-    """アカウントを無効にし、すべてのセッションを終了する。"""
+def _user_by_login(session: Any, login_id: str) -> Any:
+    """The account with this login ID, or a Japanese error naming it."""
     from sqlalchemy import select
 
     from pmo.accounts import service
     from pmo.accounts.models import User
 
+    user = session.scalar(select(User).where(User.login_id == service.normalize_login_id(login_id)))
+    if user is None:
+        raise click.ClickException(f"アカウント {login_id} が見つかりません。")
+    return user
+
+
+@users_group.command("disable")
+@click.argument("login_id")
+@with_appcontext
+def users_disable(login_id: str) -> None:
+    """アカウントを無効にし、すべてのセッションを終了する。"""
+    from pmo.accounts import service
+
     with database().session() as session:
-        user = session.scalar(select(User).where(User.login_id == service.normalize_login_id(login_id)))
-        if user is None:
-            raise click.ClickException(f"アカウント {login_id} が見つかりません。")
+        user = _user_by_login(session, login_id)
         service.disable_account(session, _cli_actor(session), user.id)
         session.commit()
     click.echo(f"{login_id} を無効にしました。")
@@ -207,15 +215,10 @@ def users_disable(login_id: str) -> None:
 @with_appcontext
 def users_mfa_reset(login_id: str) -> None:
     """二要素認証をリセットし（スマートフォン紛失時など）、すべてのセッションを終了する。"""
-    from sqlalchemy import select
-
-    from pmo.accounts import mfa_service, service
-    from pmo.accounts.models import User
+    from pmo.accounts import mfa_service
 
     with database().session() as session:
-        user = session.scalar(select(User).where(User.login_id == service.normalize_login_id(login_id)))
-        if user is None:
-            raise click.ClickException(f"アカウント {login_id} が見つかりません。")
+        user = _user_by_login(session, login_id)
         mfa_service.reset(session, _cli_actor(session), user.id)
         session.commit()
     click.echo(f"{login_id} の二要素認証をリセットしました。次回ログイン時に再登録が必要です。")
