@@ -98,8 +98,10 @@ def trend_table(session: Session, reach: delays.Reach, thresholds: delay_rules.S
     return rules.trend(points)
 
 
-# The shared cache of roll-ups; the web app sets it (pmo.reports.views). None: compute every time.
+# The shared caches of roll-ups and of each body's own signals; the web app sets them
+# (pmo.reports.views). None: compute every time.
 ROLLUP_CACHE: SharedCache | None = None
+BODY_CACHE: SharedCache | None = None
 BODY_COLUMNS = (
     "body_code", "body_id", "body_name", "kind", "prefecture_code", "population", "population_class", "status",
     "signal_count", "not_started", "in_progress", "done", "not_applicable", "total", "rate", "worst",
@@ -192,6 +194,42 @@ def rollup(session: Session, actor: Actor, as_of: dt.date, prefecture_code: str 
     key = (f"rollup:{prefecture_code or 'national'}:{as_of.isoformat()}:{int(replay)}:{thresholds!r}:"
            f"{delays.data_version(session)!r}")
     return ROLLUP_CACHE.get_or_compute(key, lambda: _compute_rollup(session, as_of, prefecture_code, thresholds))
+
+
+@dataclass
+class BodySignals:
+    """One body's delay state on a date, as its home panel shows it: small, so it is cached per body."""
+
+    status: str
+    rate: float
+    signals: pd.DataFrame  # with the Japanese ``explanation`` of each signal
+
+
+def body_signals(session: Session, actor: Actor, as_of: dt.date, body_code: str) -> BodySignals:
+    """Return the status, completion rate and explained signals of one body in the actor's reach.
+
+    The home page of every municipal user shows this; it is computed once per (body, as-of date,
+    thresholds, data version) and shared like the roll-ups (``BODY_CACHE``).
+
+    :raise NotFound: a body outside the actor's reach (an ``authz.denied`` entry is written).
+    """
+    from pmo.orgs.service import get_body
+
+    get_body(session, actor, body_code, Permission.DELAY_VIEW)  # the reach is checked before any cache
+
+    def compute() -> BodySignals:
+        state = delays.delay_state(session, actor, as_of, body_code=body_code)
+        row = state.bodies.iloc[0] if len(state.bodies) else None
+        rate = float(row["rate"]) if row is not None and row["rate"] == row["rate"] else 0.0
+        return BodySignals(status=str(row["status"]) if row is not None else "on_track", rate=rate,
+                           signals=delays.explained(state.signals))
+
+    if BODY_CACHE is None:
+        return compute()
+    thresholds = delays.get_thresholds(session)
+    key = (f"body:{body_code}:{as_of.isoformat()}:{int(as_of < clock.today())}:{thresholds!r}:"
+           f"{delays.data_version(session)!r}")
+    return BODY_CACHE.get_or_compute(key, compute)
 
 
 @dataclass

@@ -42,7 +42,7 @@ def _configure_cache(state: Any) -> None:
     # in-process. Off under TESTING (rolled-back test data can repeat a data version).
     app = state.app
     if app.testing or not app.config.get("ROLLUP_CACHE", True):
-        service.ROLLUP_CACHE = None
+        service.ROLLUP_CACHE = service.BODY_CACHE = None
         return
     import hashlib
 
@@ -53,6 +53,12 @@ def _configure_cache(state: Any) -> None:
     service.ROLLUP_CACHE = SharedCache(
         secret=str(app.config["SECRET_KEY"]).encode(), redis_url=app.config.get("REDIS_URL") or None,
         prefix=f"{app.config.get('REDIS_PREFIX', 'pmo:')}rollup:{database}:", local_size=int(app.config.get("ROLLUP_CACHE_LOCAL_SIZE", 24)),
+        ttl=float(app.config.get("ROLLUP_CACHE_SECONDS", 3600)),
+    )
+    # Each body's own signals (its users' home page): small entries, many bodies.
+    service.BODY_CACHE = SharedCache(
+        secret=str(app.config["SECRET_KEY"]).encode(), redis_url=app.config.get("REDIS_URL") or None,
+        prefix=f"{app.config.get('REDIS_PREFIX', 'pmo:')}body:{database}:", local_size=512,
         ttl=float(app.config.get("ROLLUP_CACHE_SECONDS", 3600)),
     )
 
@@ -259,8 +265,6 @@ def is_num(value: Any) -> bool:
 
 def _home_panel(session: Any, actor: Any) -> dict[str, Any] | None:
     """Ministry officers: bodies by status and open cases. Body and prefecture staff: their own signals."""
-    from flask import current_app
-
     from pmo.delays import cases as case_service
     from pmo.delays.views import default_as_of
 
@@ -276,13 +280,10 @@ def _home_panel(session: Any, actor: Any) -> dict[str, Any] | None:
                 "status": roll.tables["status"], "cases": counts, "as_of": as_of}
     if actor.body is None:
         return None
-    state = delays.delay_state(session, actor, as_of, body_code=actor.body.code)
-    row = state.bodies.iloc[0] if len(state.bodies) else None
-    del current_app
+    own = service.body_signals(session, actor, as_of, actor.body.code)
     return {"title": f"自団体の遅延の兆候（{as_of.year}年{as_of.month}月{as_of.day}日時点）", "template": "delays/_home_body.html",
-            "status": str(row["status"]) if row is not None else "on_track",
-            "rate": float(row["rate"]) if row is not None and row["rate"] == row["rate"] else 0.0,
-            "signals": delays.explained(state.signals), "cases": counts, "as_of": as_of, "code": actor.body.code,
+            "status": own.status, "rate": own.rate,
+            "signals": own.signals, "cases": counts, "as_of": as_of, "code": actor.body.code,
             "is_prefecture": bool(actor.body.is_prefecture and actor.role.value == "prefecture_staff")}
 
 

@@ -14,7 +14,7 @@ from pmo.core import clock
 from pmo.core.sharedcache import SharedCache
 from pmo.plans import service as plans
 from pmo.reports import service
-from tests.conftest import CITY_A
+from tests.conftest import CITY_A, CITY_B
 
 D = dt.date
 
@@ -73,6 +73,36 @@ def test_the_dashboard_and_report_read_the_same_cached_rollup(db_session, office
     assert local_cache.stats["computed"] == computed
     assert board.summary["bodies"] == report.summary["bodies"]
     assert list(report.sections["national"]["団体数"]) == list(board.tables["status"]["団体数"])
+
+
+def test_a_bodys_own_signals_are_cached_per_body_and_follow_its_changes(db_session, make_user, monkeypatch):
+    cache = SharedCache(secret=b"test-secret")
+    monkeypatch.setattr(service, "BODY_CACHE", cache)
+    as_of = D(2015, 10, 15)
+    clock.freeze(dt.datetime(2015, 10, 15, 3, tzinfo=dt.timezone.utc))
+    staff = actor_for(make_user(Role.BODY_STAFF, CITY_A))
+    first = service.body_signals(db_session, staff, as_of, CITY_A)
+    assert service.body_signals(db_session, staff, as_of, CITY_A) is first and cache.stats["computed"] == 1
+    assert first.status == "critical" and "B-2" in set(first.signals["subtask"])
+
+    plans.save_sheet(db_session, staff, CITY_A, [
+        plans.RowInput("B-2", {"planned_start": "2014-10-01", "planned_end": "2015-09-30", "actual_start": "2014-10-01",
+                               "actual_end": "2015-09-30"}, version=None)])
+    second = service.body_signals(db_session, staff, as_of, CITY_A)
+    assert cache.stats["computed"] == 2 and second.rate > first.rate
+    assert "B-2" not in set(second.signals["subtask"])
+
+
+def test_a_cached_body_is_still_refused_to_staff_of_another_body(db_session, make_user, monkeypatch):
+    from pmo.core.errors import NotFound
+
+    cache = SharedCache(secret=b"test-secret")
+    monkeypatch.setattr(service, "BODY_CACHE", cache)
+    as_of = D(2015, 10, 15)
+    service.body_signals(db_session, actor_for(make_user(Role.BODY_STAFF, CITY_A)), as_of, CITY_A)
+    other = actor_for(make_user(Role.BODY_STAFF, CITY_B, login_id="staff-b"))
+    with pytest.raises(NotFound):
+        service.body_signals(db_session, other, as_of, CITY_A)
 
 
 def _redis_or_skip(db: int = 15):  # type: ignore[no-untyped-def]
