@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from pmo.accounts import rules
 from pmo.accounts.models import ApiToken, LoginAttempt, Role, User, UserSession
@@ -226,8 +226,12 @@ def start_session(
 def load_session(
     session: Session, sid: str, idle: dt.timedelta, absolute: dt.timedelta, touch: dt.timedelta
 ) -> tuple[User, UserSession] | str:
-    """Return the live session's user, or why there is none ('missing', 'ended', 'idle', 'absolute', 'disabled')."""
-    row = session.scalar(select(UserSession).where(UserSession.sid_hash == _sid_hash(sid)))
+    """Return the live session's user, or why there is none ('missing', 'ended', 'idle', 'absolute', 'disabled').
+
+    Every request calls this: the session, its user and the user's body come in one query.
+    """
+    row = session.scalar(select(UserSession).where(UserSession.sid_hash == _sid_hash(sid))
+                         .options(joinedload(UserSession.user).joinedload(User.body)))
     if row is None:
         return "missing"
     if row.ended_dt is not None:
