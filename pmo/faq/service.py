@@ -110,7 +110,7 @@ def get_faq(session: Session, actor: Actor, faq_id: int) -> Faq:
 
 def list_faqs(session: Session, actor: Actor, category: str | None = None, text: str | None = None,
               include_drafts: bool = False) -> list[Faq]:
-    stmt = select(Faq).options(selectinload(Faq.related))
+    stmt = select(Faq).options(selectinload(Faq.related), selectinload(Faq.ministry))
     if not (include_drafts and can(actor, Permission.FAQ_MANAGE)):
         stmt = stmt.where(Faq.status == FaqStatus.PUBLISHED)
     if category:
