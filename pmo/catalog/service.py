@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from pmo.accounts.permissions import Actor, Permission, can
 from pmo.audit import service as audit
@@ -150,7 +150,9 @@ def subtasks_on(session: Session, on: dt.date) -> list[SubtaskView]:
 
 
 def work_items(session: Session) -> list[WorkItem]:
-    return list(session.scalars(select(WorkItem).order_by(WorkItem.sort_order)))
+    """Return the work items with their sub-tasks and completion fields (the catalog screen shows all)."""
+    return list(session.scalars(select(WorkItem).order_by(WorkItem.sort_order).options(
+        selectinload(WorkItem.subtasks).selectinload(Subtask.completion_fields))))
 
 
 # --- editing: every change of terms is a new dated version ---------------------------------------
