@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -114,20 +115,44 @@ def decode_upload(data: bytes, filename: str) -> str:
     return data.decode(encoding or "utf-8-sig")
 
 
-def tables_in_force(session: Session) -> dict[int, BaseTable]:
-    """The base table in force per fiscal year."""
-    rows = session.scalars(select(BaseTable).where(BaseTable.in_force.is_(True)).options(selectinload(BaseTable.rows)))
+def tables_in_force(session: Session, *, with_rows: bool = True) -> dict[int, BaseTable]:
+    """The base table in force per fiscal year (``with_rows=False``: the tables' own fields only)."""
+    stmt = select(BaseTable).where(BaseTable.in_force.is_(True))
+    rows = session.scalars(stmt.options(selectinload(BaseTable.rows)) if with_rows else stmt)
     return {t.fiscal_year: t for t in rows}
 
 
 def rules_table(session: Session) -> rules.BaseTable:
-    """The tables in force as one validated ``rules.BaseTable``."""
+    """The tables in force as one validated ``rules.BaseTable``.
+
+    Every subsidy page needs it, and its rows never change once stored (a new upload is a new table),
+    so it is built once per process per set of tables in force. The key also sums the rows, so a
+    reused id (SQLite after a rolled-back upload) cannot return another table's curves.
+    """
+    key = tuple(tuple(row) for row in session.execute(
+        select(BaseTable.id, BaseTable.fiscal_year, func.count(BaseTableRow.id), func.sum(BaseTableRow.population),
+               func.sum(BaseTableRow.amount))
+        .join(BaseTableRow, BaseTableRow.table_id == BaseTable.id, isouter=True)
+        .where(BaseTable.in_force.is_(True)).group_by(BaseTable.id, BaseTable.fiscal_year).order_by(BaseTable.id)
+    ))
+    cached = _RULES_TABLE_CACHE.get(key)
+    if cached is not None:
+        return cached
     curves: dict[rules.CurveKey, list[rules.Breakpoint]] = defaultdict(list)
     for table in tables_in_force(session).values():
         for row in table.rows:
-            key = rules.CurveKey(table.fiscal_year, rules.BodyKind(row.body_kind), System(row.system))
-            curves[key].append(rules.Breakpoint(row.population, row.amount))
-    return rules.BaseTable({k: tuple(sorted(v, key=lambda p: p.population)) for k, v in curves.items()})
+            key_ = rules.CurveKey(table.fiscal_year, rules.BodyKind(row.body_kind), System(row.system))
+            curves[key_].append(rules.Breakpoint(row.population, row.amount))
+    built = rules.BaseTable({k: tuple(sorted(v, key=lambda p: p.population)) for k, v in curves.items()})
+    with _RULES_TABLE_LOCK:
+        _RULES_TABLE_CACHE[key] = built
+        while len(_RULES_TABLE_CACHE) > 8:
+            _RULES_TABLE_CACHE.pop(next(iter(_RULES_TABLE_CACHE)))
+    return built
+
+
+_RULES_TABLE_CACHE: dict[tuple[Any, ...], rules.BaseTable] = {}
+_RULES_TABLE_LOCK = threading.Lock()
 
 
 def table_csv(table: BaseTable) -> str:
@@ -388,7 +413,7 @@ def preload(session: Session, fiscal_year: int) -> Preloaded:
     for t in session.scalars(select(UnionTransfer).where(UnionTransfer.fiscal_year == fiscal_year)):
         adjust[t.member_id][System(t.system)] -= t.amount
         adjust[t.union_id][System(t.system)] += t.amount
-    return Preloaded(table, tables_in_force(session), budget_factors(session, table, fiscal_year), regs, adjust)
+    return Preloaded(table, tables_in_force(session, with_rows=False), budget_factors(session, table, fiscal_year), regs, adjust)
 
 
 def body_bases(session: Session, actor: Actor | None, body: Body, fiscal_year: int,
@@ -404,7 +429,7 @@ def body_bases(session: Session, actor: Actor | None, body: Body, fiscal_year: i
         adjust = dict(loaded.adjustments.get(body.id, {}))
     else:
         table = table if table is not None else rules_table(session)
-        tables = tables_in_force(session)
+        tables = tables_in_force(session, with_rows=False)
         regs = registrations(session, body, fiscal_year)
         adjust = transfer_adjustments(session, body, fiscal_year)
         factors = budget_factors(session, table, fiscal_year)
