@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -108,9 +108,16 @@ def get_faq(session: Session, actor: Actor, faq_id: int) -> Faq:
     return faq
 
 
+FAQ_PAGE_SIZE = 20
+
+
 def list_faqs(session: Session, actor: Actor, category: str | None = None, text: str | None = None,
-              include_drafts: bool = False) -> list[Faq]:
-    stmt = select(Faq).options(selectinload(Faq.related), selectinload(Faq.ministry))
+              include_drafts: bool = False, page: int = 1, per_page: int = FAQ_PAGE_SIZE) -> tuple[list[Faq], int]:
+    """Return one page of FAQs in category order, then by id, and how many match in all.
+
+    Paged in SQL: every answer on the list is rendered in full, so the page size bounds the cost.
+    """
+    stmt = select(Faq)
     if not (include_drafts and can(actor, Permission.FAQ_MANAGE)):
         stmt = stmt.where(Faq.status == FaqStatus.PUBLISHED)
     if category:
@@ -118,9 +125,11 @@ def list_faqs(session: Session, actor: Actor, category: str | None = None, text:
     if text:
         like = f"%{text.replace('%', '').replace('_', '')}%"
         stmt = stmt.where(or_(Faq.question.like(like), Faq.answer_html.like(like)))
-    order = {c: i for i, c in enumerate(CATEGORIES)}
-    faqs = session.scalars(stmt.order_by(Faq.id))
-    return sorted(faqs, key=lambda f: (order.get(f.category, len(order)), f.id))
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    order = case({c: i for i, c in enumerate(CATEGORIES)}, value=Faq.category, else_=len(CATEGORIES))
+    faqs = session.scalars(stmt.options(selectinload(Faq.related), selectinload(Faq.ministry))
+                           .order_by(order, Faq.id).limit(per_page).offset((max(page, 1) - 1) * per_page))
+    return list(faqs), total
 
 
 def category_counts(session: Session) -> dict[str, int]:

@@ -36,8 +36,11 @@ def index() -> Any:
     db, actor = get_session(), current_actor()
     category = request.args.get("category") if request.args.get("category") in CATEGORIES else None
     text = (request.args.get("q") or "").strip()[:100] or None
-    faqs = service.list_faqs(db, actor, category, text, include_drafts=True)
-    return render_template("faq/index.html", faqs=faqs, category=category, text=text,
+    raw_page = request.args.get("page", "1")
+    page = int(raw_page) if raw_page.isdigit() and 0 < int(raw_page) < 10_000 else 1
+    faqs, total = service.list_faqs(db, actor, category, text, include_drafts=True, page=page)
+    return render_template("faq/index.html", faqs=faqs, total=total, page=page, per_page=service.FAQ_PAGE_SIZE,
+                           category=category, text=text,
                            counts=service.category_counts(db), voted=service.voted(db, actor, [f.id for f in faqs]),
                            form=ActionForm(), can_manage=can(actor, Permission.FAQ_MANAGE),
                            can_ask=actor.body is not None and can(actor, Permission.INQUIRY_ASK, body=actor.body))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import json
 
 import pytest
@@ -61,6 +63,25 @@ def test_helpful_is_counted_once_per_user(client, auth, city_user, db_session):
     assert faq.helpful_count == before + 1
 
 
+def test_the_faq_list_comes_in_pages_of_twenty_in_category_order(client, auth, city_user, db_session):
+    from pmo.faq.models import CATEGORIES, FaqStatus
+
+    published = db_session.scalars(sa.select(Faq).where(Faq.status == FaqStatus.PUBLISHED)).all()
+    assert len(published) > 20  # the seeded FAQ
+    expected = sorted(published, key=lambda f: (CATEGORIES.index(f.category) if f.category in CATEGORIES else 99, f.id))
+    auth.login(city_user)
+    seen = []
+    for page in range(1, (len(published) + 19) // 20 + 1):
+        html = client.get(f"/faq/?page={page}").get_data(as_text=True)
+        ids = [int(i) for i in re.findall(r'<details class="faq panel" id="faq-(\d+)"', html)]
+        assert len(ids) == min(20, len(published) - 20 * (page - 1))
+        assert f"{len(published)}件" in html and f"{page}/{(len(published) + 19) // 20}ページ" in html
+        seen += ids
+    assert seen == [f.id for f in expected]
+    beyond = client.get(f"/faq/?page={len(published)}").get_data(as_text=True)
+    assert '<details class="faq panel"' not in beyond and "該当するFAQはありません" in beyond
+
+
 def test_rich_text_is_sanitised_when_saved_and_shown(client, auth, officer, city_user, db_session):
     auth.login(officer)
     client.post_form("/faq/new", {"category": "その他", "question": "<script>alert(1)</script>質問", "publish": "1",
@@ -71,7 +92,7 @@ def test_rich_text_is_sanitised_when_saved_and_shown(client, auth, officer, city
     assert "<script" not in faq.answer_html and "onerror" not in faq.answer_html and "javascript:" not in faq.answer_html
     auth.logout()
     auth.login(city_user)
-    for url in (f"/faq/{faq.id}", "/faq/"):
+    for url in (f"/faq/{faq.id}", "/faq/?q=alert"):
         html = client.get(url).get_data(as_text=True)
         assert "<script>alert" not in html and "onerror=alert" not in html and "javascript:alert" not in html
         assert "&lt;script&gt;alert(1)&lt;/script&gt;質問" in html
