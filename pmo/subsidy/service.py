@@ -1122,8 +1122,20 @@ class EstimateReview:
         return max(0, sum(line.amount for line in self.estimate.lines if line.line_no not in excluded))
 
 
+def may_read_review(actor: Actor | None, body: Body) -> bool:
+    """Reviewers' notes and the peer comparison (other bodies' estimates, by name) are finance-internal:
+    the body and its prefecture see the flags on their own lines, not the review (SECURITY.md AC-06)."""
+    return can(actor, Permission.ESTIMATE_REVIEW, body_ref(body))
+
+
+def estimate_notes(actor: Actor, estimate: Estimate) -> list[EstimateNote]:
+    """Return the reviewers' notes on an estimate that the actor may read."""
+    return list(estimate.notes) if may_read_review(actor, estimate.body) else []
+
+
 def review_estimate(session: Session, actor: Actor | None, estimate: Estimate) -> EstimateReview:
-    """Run the §6 checks on an estimate against the keyword dictionary and its peers."""
+    """Run the §6 checks on an estimate against the keyword dictionary and its peers; the peers
+    themselves are kept only for an actor who may read the review (``actor=None``: internal use)."""
     if actor is not None:
         ensure_can(session, actor, Permission.SUBSIDY_VIEW, estimate.body)
     peers = peer_estimates(session, estimate)
@@ -1134,6 +1146,8 @@ def review_estimate(session: Session, actor: Actor | None, estimate: Estimate) -
         peer_efforts=[effort_months(p) for p in peers if p.lines], peer_costs=[p.total for p in peers if p.lines],
         settings=PEER_SETTINGS,
     )
+    if actor is not None and not may_read_review(actor, estimate.body):
+        peers = []
     return EstimateReview(estimate, tuple(flags), tuple(peers), rules.population_class(estimate.body.population or 0))
 
 
