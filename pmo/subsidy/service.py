@@ -1123,8 +1123,9 @@ class EstimateReview:
 
 
 def may_read_review(actor: Actor | None, body: Body) -> bool:
-    """Reviewers' notes and the peer comparison (other bodies' estimates, by name) are finance-internal:
-    the body and its prefecture see the flags on their own lines, not the review (SECURITY.md AC-06)."""
+    """Reviewers' notes and the names behind the peer comparison (which body, which vendor) are
+    finance-internal: the body and its prefecture see the flags and the anonymous spread of peers,
+    not the review (SECURITY.md AC-06)."""
     return can(actor, Permission.ESTIMATE_REVIEW, body_ref(body))
 
 
@@ -1134,8 +1135,7 @@ def estimate_notes(actor: Actor, estimate: Estimate) -> list[EstimateNote]:
 
 
 def review_estimate(session: Session, actor: Actor | None, estimate: Estimate) -> EstimateReview:
-    """Run the §6 checks on an estimate against the keyword dictionary and its peers; the peers
-    themselves are kept only for an actor who may read the review (``actor=None``: internal use)."""
+    """Run the §6 checks on an estimate against the keyword dictionary and its peers."""
     if actor is not None:
         ensure_can(session, actor, Permission.SUBSIDY_VIEW, estimate.body)
     peers = peer_estimates(session, estimate)
@@ -1146,8 +1146,6 @@ def review_estimate(session: Session, actor: Actor | None, estimate: Estimate) -
         peer_efforts=[effort_months(p) for p in peers if p.lines], peer_costs=[p.total for p in peers if p.lines],
         settings=PEER_SETTINGS,
     )
-    if actor is not None and not may_read_review(actor, estimate.body):
-        peers = []
     return EstimateReview(estimate, tuple(flags), tuple(peers), rules.population_class(estimate.body.population or 0))
 
 

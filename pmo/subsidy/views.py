@@ -332,14 +332,13 @@ def estimate(estimate_id: int) -> Any:
     db, actor = get_session(), current_actor()
     est = service.get_estimate(db, actor, estimate_id)
     review = service.review_estimate(db, actor, est)
-    charts = {}
-    if service.may_read_review(actor, est.body):
-        prices = service.peer_unit_prices(db, est)
-        charts = {
-            "unit_price": queries.figure_json(queries.unit_price_figure(review, prices)),
-            "effort": queries.figure_json(queries.peer_totals_figure(review, "effort")),
-            "cost": queries.figure_json(queries.peer_totals_figure(review, "cost")),
-        }
+    prices = service.peer_unit_prices(db, est)
+    named = service.may_read_review(actor, est.body)
+    charts = {
+        "unit_price": queries.figure_json(queries.unit_price_figure(review, prices)),
+        "effort": queries.figure_json(queries.peer_totals_figure(review, "effort", named)),
+        "cost": queries.figure_json(queries.peer_totals_figure(review, "cost", named)),
+    }
     others = [e for e in service.estimates_of(db, est.body, est.fiscal_year) if e.system == est.system]
     return render_template("subsidy/estimate.html", est=est, review=review, charts=charts, others=others,
                            notes=service.estimate_notes(actor, est),

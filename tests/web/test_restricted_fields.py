@@ -2,8 +2,8 @@
 prefecture, by any channel; and extra fields posted with an edit change nothing beyond the form.
 
 One record of 市A carries three markers: a 府省内メモ on its follow-up case (``EntryKind.NOTE``), a
-finance reviewer's 所見 on its estimate, and a peer estimate of 市B (whose vendor and body name the
-reviewers' comparison charts show). As 団体担当職員 and 団体管理者 of 市A and as 都道府県担当 of 県X every
+finance reviewer's 所見 on its estimate, and a peer estimate of 市B (whose vendor and body name only the
+reviewers' comparison charts name; the body sees the peers' spread anonymously). As 団体担当職員 and 団体管理者 of 市A and as 都道府県担当 of 県X every
 page, JSON answer, CSV/XLSX export, search result and audit screen is fetched and searched for the
 markers (XLSX cell by cell); the same pages as the ministry officer, the finance officer and the system
 admin show them, so the test fails if the filtering moves to the wrong side.
@@ -138,7 +138,8 @@ def test_a_body_and_its_prefecture_never_see_internal_notes_or_peer_estimates(ap
     case_html = client.get(f"/delays/cases/{record['case']}").get_data(as_text=True)
     assert "SHAREDACT2E4" in case_html and "府省内メモにする" not in case_html
     estimate_html = client.get(f"/subsidy/estimates/{record['estimate']}").get_data(as_text=True)
-    assert "基本設計" in estimate_html and "同規模団体との比較" not in estimate_html and "plotly-cost" not in estimate_html
+    # The flags and the anonymous spread of peers stay; who the peers are and the review notes do not.
+    assert "基本設計" in estimate_html and "plotly-cost" in estimate_html and "審査の所見" not in estimate_html
     if role == "muni_adm":
         assert {"audit", "audit_csv"} <= seen_ok
         # The steps show on the body's audit trail, their text does not.
@@ -166,7 +167,7 @@ def test_the_ministry_finance_and_system_admin_do_see_them(app, record):
 
     finance = _client(app, users["fin"])
     html = finance.get(f"/subsidy/estimates/{record['estimate']}").get_data(as_text=True)
-    assert "FINNOTE9B2C" in html and PEER_VENDOR in html and "同規模団体との比較" in html
+    assert "FINNOTE9B2C" in html and PEER_VENDOR in html and "審査の所見" in html
 
     admin = _client(app, users["sys"])
     assert all(m in admin.get("/audit/?body=" + CITY_A).get_data(as_text=True) for m in ("MINNOTE7F3A", "FINNOTE9B2C"))
