@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 20:55:14.278695
+Create Date: 2026-11-26 22:44:11.857712
 """
 from __future__ import annotations
 
@@ -688,7 +688,7 @@ def upgrade() -> None:
     op.create_table('case_entries',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('case_id', sa.Integer(), nullable=False),
-    sa.Column('kind', sa.Enum('opened', 'action', 'answer', 'comment', 'update', name='entrykind', native_enum=False, length=40), nullable=False),
+    sa.Column('kind', sa.Enum('opened', 'action', 'answer', 'comment', 'update', 'note', name='entrykind', native_enum=False, length=40), nullable=False),
     sa.Column('text', sa.Text(), nullable=False),
     sa.Column('author_id', sa.Integer(), nullable=True),
     sa.Column('author_name', sa.String(length=200), nullable=False),

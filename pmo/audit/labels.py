@@ -34,6 +34,8 @@ ACTIONS = {
     "file.infected": "ウイルス検出（アップロード拒否）",
     "file.scan_unavailable": "ウイルス検査不可（アップロード拒否）",
     "quota.exceeded": "操作回数の上限超過",
+    "case.note_added": "府省内メモの記入",
+    "subsidy.estimate_note": "見積の審査所見",
 }
 PREFIXES = {
     "plans.": "計画・実績", "catalog.": "作業項目カタログ", "delays.": "遅延フォロー", "cases.": "遅延フォロー",

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from pmo.accounts.permissions import Actor, Permission, visible_prefecture
+from pmo.accounts.permissions import Actor, Permission, scope_of, visible_prefecture
 from pmo.audit.models import AuditEntry
 from pmo.core import clock
 
@@ -99,6 +99,25 @@ def changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, An
     """Keep only the fields that changed, so an entry says exactly what moved."""
     keys = [k for k in after if before.get(k) != after.get(k)]
     return {k: before.get(k) for k in keys}, {k: after[k] for k in keys}
+
+
+# Actions whose values are ministry- or finance-internal text: a viewer reads them only with the
+# permission that writes them (or with the national audit reach of a system admin). A body admin sees
+# that such a step happened on the body's records, never what was written (SECURITY.md AC-06).
+RESTRICTED_ACTIONS: dict[str, Permission] = {
+    "case.note_added": Permission.CASE_MANAGE,
+    "subsidy.estimate_note": Permission.ESTIMATE_REVIEW,
+}
+WITHHELD = {"内容": "（府省・補助金担当の内部情報のため表示しません）"}
+
+
+def visible_values(actor: Actor, entry: AuditEntry) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Return the entry's before/after values as the actor may read them (internal text withheld)."""
+    permission = RESTRICTED_ACTIONS.get(entry.action)
+    if permission is None or scope_of(actor, permission) is not None \
+            or visible_prefecture(actor, Permission.AUDIT_VIEW) is True:
+        return entry.before, entry.after
+    return (WITHHELD if entry.before else None), (WITHHELD if entry.after else None)
 
 
 @dataclass(frozen=True)

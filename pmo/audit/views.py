@@ -46,7 +46,9 @@ def index() -> Any:
     page_no = int(page) if page.isdigit() and 0 < int(page) < 100_000 else 1
     total = db.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     rows = list(db.scalars(stmt.offset((page_no - 1) * 100).limit(100)))
-    return render_template("audit/index.html", entries=rows, total=total, page=page_no, args=request.args)
+    values = {e.id: service.visible_values(current_actor(), e) for e in rows}
+    return render_template("audit/index.html", entries=rows, values=values, total=total, page=page_no,
+                           args=request.args)
 
 
 @bp.route("/export.csv")
@@ -62,12 +64,13 @@ def export() -> Any:
                "経路", "取込ID", "IPアドレス", "リクエストID", "詳細"]
     import json
 
+    actor = current_actor()
     rows = (
         [datetime_ja(e.at_dt), action_label(e.action), e.action, e.outcome, e.actor_login, e.actor_body_code, e.target_type, e.target_id,
-         e.target_body_code, json.dumps(e.before, ensure_ascii=False) if e.before else "",
-         json.dumps(e.after, ensure_ascii=False) if e.after else "", e.channel, e.batch_id, e.ip, e.request_id,
+         e.target_body_code, json.dumps(before, ensure_ascii=False) if before else "",
+         json.dumps(after, ensure_ascii=False) if after else "", e.channel, e.batch_id, e.ip, e.request_id,
          e.detail]
-        for e in db.scalars(stmt)
+        for e in db.scalars(stmt) for before, after in [service.visible_values(actor, e)]
     )
     data = write_csv(headers, rows)
     return Response(data, mimetype="text/csv", headers={

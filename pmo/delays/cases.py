@@ -1,7 +1,8 @@
 """Follow-up case use cases: open (one body or many), record actions, answer, comment, change status.
 
 Ministry officers (``CASE_MANAGE``) open and manage cases; a body (``CASE_ANSWER``) answers its own;
-a prefecture reads its municipalities' cases and may add a support comment. Every step is one
+a prefecture reads its municipalities' cases and may add a support comment. Officers may also keep
+府省内メモ (``EntryKind.NOTE``) that only case managers read (``visible_entries``). Every step is one
 timeline entry and one audit entry. Changes of the case itself carry the version read by the user:
 a stale version raises ``CaseConflict`` holding the stored values, so the screen can show both.
 """
@@ -24,7 +25,7 @@ from pmo.core import clock
 from pmo.core.errors import Conflict, NotFound, PermissionDenied, Problem, ValidationFailed
 from pmo.delays import rules
 from pmo.delays import service as delays
-from pmo.delays.models import CaseCause, CaseEntry, CaseStatus, EntryKind, FollowupCase
+from pmo.delays.models import INTERNAL_KINDS, CaseCause, CaseEntry, CaseStatus, EntryKind, FollowupCase
 from pmo.orgs.models import Body
 from pmo.orgs.service import scope_filter
 
@@ -248,6 +249,13 @@ def open_case_by_body(session: Session, actor: Actor) -> dict[str, FollowupCase]
     return out
 
 
+def visible_entries(actor: Actor, case: FollowupCase) -> list[CaseEntry]:
+    """Return the timeline the actor may read: without the ministry's internal notes unless a case manager."""
+    if can(actor, Permission.CASE_MANAGE, body_ref(case.body)):
+        return list(case.entries)
+    return [e for e in case.entries if e.kind not in INTERNAL_KINDS]
+
+
 def _append(session: Session, actor: Actor, case: FollowupCase, kind: EntryKind, text: str) -> CaseEntry:
     now = clock.now()
     entry = CaseEntry(kind=kind, text=text, author_id=actor.user_id, author_name=_name(session, actor), at_dt=now)
@@ -258,15 +266,21 @@ def _append(session: Session, actor: Actor, case: FollowupCase, kind: EntryKind,
     return entry
 
 
-def add_entry(session: Session, actor: Actor, case_id: int, text: str) -> CaseEntry:
-    """Add the actor's entry to a case: an officer's action, the body's answer or the prefecture's comment.
+def add_entry(session: Session, actor: Actor, case_id: int, text: str, internal: bool = False) -> CaseEntry:
+    """Add the actor's entry to a case: an officer's action or internal note, the body's answer or the
+    prefecture's comment.
 
-    :raise PermissionDenied: when the actor may only read the case (or it is resolved, for a body).
+    :raise PermissionDenied: when the actor may only read the case (or it is resolved, for a body), or
+        asks for an internal note without managing cases.
     """
     case = get_case(session, actor, case_id)
     text = _check_text(text, "text")
     ref = body_ref(case.body)
-    if can(actor, Permission.CASE_MANAGE, ref):
+    if internal:
+        if not can(actor, Permission.CASE_MANAGE, ref):
+            raise PermissionDenied("府省内メモを記入できるのは府省の担当官だけです。")
+        kind, action = EntryKind.NOTE, "case.note_added"
+    elif can(actor, Permission.CASE_MANAGE, ref):
         kind, action = EntryKind.ACTION, "case.action_added"
     elif can(actor, Permission.CASE_ANSWER, ref):
         kind, action = EntryKind.ANSWER, "case.answered"
@@ -274,7 +288,7 @@ def add_entry(session: Session, actor: Actor, case_id: int, text: str) -> CaseEn
         kind, action = EntryKind.COMMENT, "case.commented"
     else:
         raise PermissionDenied("このフォローに記入する権限がありません。")
-    if kind is not EntryKind.ACTION and not case.is_open:
+    if kind not in (EntryKind.ACTION, EntryKind.NOTE) and not case.is_open:
         raise PermissionDenied("解決済みのフォローには記入できません。")
     entry = _append(session, actor, case, kind, text)
     audit.record(session, actor, action, target=case, target_body_code=case.body.code, after={"text": text})

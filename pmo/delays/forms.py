@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import DateField, HiddenField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    DateField,
+    HiddenField,
+    IntegerField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.validators import DataRequired, Length, Optional
 
 from pmo.delays.cases import CaseInput, CaseUpdate
@@ -34,6 +42,7 @@ class OpenCasesForm(FlaskForm):
 
 class EntryForm(FlaskForm):
     text = TextAreaField("内容", validators=[DataRequired(REQUIRED), Length(max=4000)])
+    internal = BooleanField("府省内メモにする（団体・都道府県には表示しません）")
 
 
 class UpdateCaseForm(FlaskForm):

@@ -56,6 +56,7 @@ class EntryKind(enum.Enum):
     ANSWER = "answer"  # 団体からの回答（原因の確認）
     COMMENT = "comment"  # 都道府県の支援コメント
     UPDATE = "update"  # 状況・原因・担当・次回連絡日の変更
+    NOTE = "note"  # 府省内メモ: the ministry's own record, never shown to the body or the prefecture
 
     @property
     def label(self) -> str:
@@ -68,7 +69,12 @@ ENTRY_KIND_LABELS = {
     EntryKind.ANSWER: "団体からの回答",
     EntryKind.COMMENT: "都道府県のコメント",
     EntryKind.UPDATE: "状況の変更",
+    EntryKind.NOTE: "府省内メモ",
 }
+
+# Entries only case managers (ministry officers) read: not on the body's or the prefecture's screens,
+# and their text is not in the audit values shown to a body admin (pmo.audit.service.RESTRICTED_ACTIONS).
+INTERNAL_KINDS = frozenset({EntryKind.NOTE})
 
 
 class FollowupCase(Base):

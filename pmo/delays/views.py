@@ -170,7 +170,7 @@ def _render_case(found: Any, entry_form: EntryForm, update_form: UpdateCaseForm,
     can_answer = can(actor, Permission.CASE_ANSWER, ref) and found.is_open
     can_comment = actor.role is Role.PREFECTURE_STAFF and can(actor, Permission.PLAN_COMMENT, ref) and found.is_open
     return render_template(
-        "delays/case.html", case=found, entry_form=entry_form, update_form=update_form, conflict=conflict,
+        "delays/case.html", case=found, entries=case_service.visible_entries(actor, found), entry_form=entry_form, update_form=update_form, conflict=conflict,
         can_manage=can_manage, can_write=can_manage or can_answer or can_comment,
         entry_label="対応の記録" if can_manage else ("回答" if can_answer else "支援コメント"),
     ), status
@@ -184,7 +184,7 @@ def add_entry(case_id: int) -> Any:
     found = case_service.get_case(db, current_actor(), case_id)
     if form.validate_on_submit():
         try:
-            case_service.add_entry(db, current_actor(), case_id, form.text.data or "")
+            case_service.add_entry(db, current_actor(), case_id, form.text.data or "", internal=bool(form.internal.data))
         except ValidationFailed as exc:
             add_problems(form, exc)
         else:

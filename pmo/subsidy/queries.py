@@ -203,8 +203,9 @@ def unit_price_figure(review: service.EstimateReview, peer_prices: dict[str, lis
     }
 
 
-def peer_totals_figure(review: service.EstimateReview, metric: str) -> dict[str, Any]:
-    """Box plot of peers' total 工数 (人月) or cost (円) for this system, with this estimate marked."""
+def peer_totals_figure(review: service.EstimateReview, metric: str, named: bool = False) -> dict[str, Any]:
+    """Box plot of peers' total 工数 (人月) or cost (円) for this system, with this estimate marked; each
+    peer's body and vendor on hover only when ``named`` (finance reviewers: ``service.may_read_review``)."""
     est = review.estimate
     if metric == "effort":
         values = [_num(service.effort_months(p)) for p in review.peers]
@@ -214,7 +215,7 @@ def peer_totals_figure(review: service.EstimateReview, metric: str) -> dict[str,
         values = [_num(p.total) for p in review.peers]
         mine = _num(est.total)
         title, axis = f"見積総額の比較（{est.system}・{review.population_class.label}）", "円"
-    labels = [f"{p.body.name} {p.vendor}" for p in review.peers]
+    labels = [f"{p.body.name} {p.vendor}" if named else "同規模団体の見積" for p in review.peers]
     return {
         "data": [
             {"type": "box", "y": values, "x": [est.system] * len(values), "name": f"同規模団体の見積（{len(values)}件）",

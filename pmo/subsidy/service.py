@@ -1147,6 +1147,18 @@ class EstimateReview:
         return max(0, sum(line.amount for line in self.estimate.lines if line.line_no not in excluded))
 
 
+def may_read_review(actor: Actor | None, body: Body) -> bool:
+    """Reviewers' notes and the names behind the peer comparison (which body, which vendor) are
+    finance-internal: the body and its prefecture see the flags and the anonymous spread of peers,
+    not the review (SECURITY.md AC-06)."""
+    return can(actor, Permission.ESTIMATE_REVIEW, body_ref(body))
+
+
+def estimate_notes(actor: Actor, estimate: Estimate) -> list[EstimateNote]:
+    """Return the reviewers' notes on an estimate that the actor may read."""
+    return list(estimate.notes) if may_read_review(actor, estimate.body) else []
+
+
 def review_estimate(session: Session, actor: Actor | None, estimate: Estimate) -> EstimateReview:
     """Run the §6 checks on an estimate against the keyword dictionary and its peers."""
     if actor is not None:

@@ -333,13 +333,15 @@ def estimate(estimate_id: int) -> Any:
     est = service.get_estimate(db, actor, estimate_id)
     review = service.review_estimate(db, actor, est)
     prices = service.peer_unit_prices(db, est)
+    named = service.may_read_review(actor, est.body)
     charts = {
         "unit_price": queries.figure_json(queries.unit_price_figure(review, prices)),
-        "effort": queries.figure_json(queries.peer_totals_figure(review, "effort")),
-        "cost": queries.figure_json(queries.peer_totals_figure(review, "cost")),
+        "effort": queries.figure_json(queries.peer_totals_figure(review, "effort", named)),
+        "cost": queries.figure_json(queries.peer_totals_figure(review, "cost", named)),
     }
     others = [e for e in service.estimates_of(db, est.body, est.fiscal_year) if e.system == est.system]
     return render_template("subsidy/estimate.html", est=est, review=review, charts=charts, others=others,
+                           notes=service.estimate_notes(actor, est),
                            can_review=can(actor, Permission.ESTIMATE_REVIEW, service.body_ref(est.body)),
                            can_edit=can(actor, Permission.ESTIMATE_SUBMIT, service.body_ref(est.body)))
 
