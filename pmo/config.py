@@ -33,6 +33,9 @@ class DefaultConfig:
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_PATH = "/"
     PERMANENT_SESSION_LIFETIME = dt.timedelta(hours=12)
+    # The cookie is re-signed only when it changes: idle and absolute expiry are enforced on the
+    # server-side session row, so re-sending it on every response bought nothing.
+    SESSION_REFRESH_EACH_REQUEST = False
     REMEMBER_COOKIE_DURATION = dt.timedelta(seconds=0)
     REMEMBER_COOKIE_SECURE = True
     REMEMBER_COOKIE_HTTPONLY = True
