@@ -16,7 +16,7 @@ from pmo.accounts.permissions import GRANTABLE_ROLES, Permission, is_admin_level
 from pmo.core.errors import ValidationFailed
 from pmo.db import get_session
 from pmo.orgs.service import ministries
-from pmo.web.auth import client_ip, current_actor, fresh_required, public, require
+from pmo.web.auth import client_ip, current_actor, fresh_required, login_is_fresh, public, require
 from pmo.web.forms import add_problems, safe_next
 
 bp = Blueprint("accounts", __name__)
@@ -220,7 +220,10 @@ def issue() -> Any:
                                    hours=current_app.config["INITIAL_PASSWORD_HOURS"])
     elif request.method == "GET" and actor.body is not None:
         form.body_code.data = actor.body.code
-    return render_template("accounts/issue.html", form=form)
+    # Say before the form is filled in that an admin-level role will first ask for 本人確認 (SESS-06).
+    grants_admin = any(is_admin_level(value) for value, _label in form.role.choices)
+    return render_template("accounts/issue.html", form=form,
+                           admin_needs_reauth=grants_admin and not login_is_fresh())
 
 
 @bp.route("/accounts/users/<int:user_id>")

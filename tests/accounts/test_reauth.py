@@ -164,7 +164,8 @@ def test_issuing_an_admin_level_account_needs_a_recent_login(app, client, auth, 
     admin = auth.login(role=issuer, body=CITY_A if issuer is Role.BODY_ADMIN else None,
                        ministry=None if issuer is Role.BODY_ADMIN else "cas")
     go_stale(app)
-    assert client.get("/accounts/users/new").status_code == 200  # the form opens; the POST is checked
+    page = client.get("/accounts/users/new")  # the form opens and says so; the POST is checked
+    assert page.status_code == 200 and "先に<a" in page.get_data(as_text=True)
     before = snapshot(db_session)
     response = issue(client, "new-admin", role, body_code, ministry_code)
     assert_sent_to_reauth(client, response, "/accounts/users/new", "管理者権限のアカウントの発行")
@@ -177,6 +178,7 @@ def test_issuing_an_admin_level_account_needs_a_recent_login(app, client, auth, 
 
 def test_a_fresh_login_issues_an_admin_and_a_stale_one_still_issues_staff(app, client, auth, db_session):
     auth.login(role=Role.BODY_ADMIN, body=CITY_A)
+    assert "本人確認（再認証）</a>" not in client.get("/accounts/users/new").get_data(as_text=True)
     assert issue(client, "fresh-admin", Role.BODY_ADMIN).status_code == 200
     assert user_count(db_session, "fresh-admin") == 1
     go_stale(app)
