@@ -191,11 +191,8 @@ def _grants_admin_level(user_id: int | None = None, action: str = "role") -> boo
     """A POST that issues an admin-level account, raises a role to one, or resets one's password."""
     if request.method != "POST":
         return False
-    if action == "reset":
-        from pmo.accounts.models import User
-
-        target = get_session().get(User, user_id)
-        return target is not None and is_admin_level(target.role)
+    if action == "reset":  # another body's account stays "not found", stale login or not (AC-05)
+        return is_admin_level(service.get_manageable_user(get_session(), current_actor(), user_id or 0).role)
     return action == "role" and is_admin_level(request.form.get("role"))
 
 

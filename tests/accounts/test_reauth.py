@@ -19,7 +19,7 @@ from pmo.accounts.models import ApiToken, MfaCredential, Role, User
 from pmo.accounts.permissions import ADMIN_LEVEL_ROLES, is_admin_level
 from pmo.audit.models import AuditEntry
 from pmo.core import clock
-from tests.conftest import CITY_A, TEST_PASSWORD, next_totp_code
+from tests.conftest import CITY_A, CITY_B, TEST_PASSWORD, next_totp_code
 
 T0 = dt.datetime(2026, 4, 1, 0, 0, 10, tzinfo=dt.UTC)
 NEW_PASSWORD = "a brand new passphrase for 2026"
@@ -227,6 +227,13 @@ def test_a_new_initial_password_of_an_admin_needs_a_recent_login(app, client, au
     response = client.post_form(f"{back}/reset", token_from=back)
     assert response.status_code == 200 and "初期パスワード" in response.get_data(as_text=True)
     assert password_hash(db_session, other_admin) not in {row.password_hash for row in before["users"]}
+
+
+def test_a_stale_login_does_not_tell_which_account_of_another_body_is_an_admin(app, client, auth, make_user):
+    auth.login(role=Role.BODY_ADMIN, body=CITY_A)
+    elsewhere = make_user(Role.BODY_ADMIN, CITY_B)
+    go_stale(app)
+    assert client.post_form(f"/accounts/users/{elsewhere.id}/reset", token_from="/account").status_code == 404
 
 
 # --- exports of every body -------------------------------------------------------------------------
