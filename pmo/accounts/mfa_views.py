@@ -174,7 +174,7 @@ def mfa_manage() -> Any:
 
 @bp.route("/account/mfa/setup", methods=("GET", "POST"))
 @require(None)
-@fresh_required
+@fresh_required("二要素認証の設定")
 def mfa_setup_own() -> Any:
     """Set up MFA (voluntary for staff) or move it to a new phone; the old app works until confirmed."""
     db = get_session()
@@ -195,7 +195,7 @@ def mfa_setup_own() -> Any:
 
 @bp.route("/account/mfa/recovery-codes", methods=("POST",))
 @require(None)
-@fresh_required
+@fresh_required("リカバリーコードの再発行", back=lambda: url_for("accounts.mfa_manage"))
 def mfa_recovery_codes() -> Any:
     VersionForm().validate_on_submit()
     db = get_session()
@@ -212,7 +212,7 @@ def mfa_recovery_codes() -> Any:
 
 @bp.route("/account/mfa/remove", methods=("POST",))
 @require(None)
-@fresh_required
+@fresh_required("二要素認証の解除", back=lambda: url_for("accounts.mfa_manage"))
 def mfa_remove() -> Any:
     VersionForm().validate_on_submit()
     db = get_session()
@@ -241,6 +241,7 @@ def reauth() -> Any:
             add_problems(form, exc)
         else:
             db.commit()
+            flash(f"本人確認ができました。{current_app.config['REAUTH_MINUTES']}分以内に操作を続けてください。", "success")
             return redirect(safe_next(form.next.data, url_for("accounts.mfa_manage")))
     return render_template("accounts/reauth.html", form=form, enrolled=enrolled)
 

@@ -169,6 +169,19 @@ GRANTABLE_ROLES: dict[Role, frozenset[Role]] = {
     Role.SYSTEM_ADMIN: frozenset(Role),
 }
 
+# Admin-level roles: every body's data, money decisions or other people's accounts (the roles that
+# must use MFA). Issuing one, raising an account to one, or handing out a new initial password of
+# one needs a recent login or re-authentication (SESS-06); staff roles reach one body and do not.
+ADMIN_LEVEL_ROLES = frozenset({Role.BODY_ADMIN, Role.MINISTRY_OFFICER, Role.FINANCE_OFFICER, Role.SYSTEM_ADMIN})
+
+
+def is_admin_level(role_value: str | Role | None) -> bool:
+    """Whether ``role_value`` (a Role or its form value; anything else is not) is admin-level."""
+    try:
+        return Role(role_value) in ADMIN_LEVEL_ROLES
+    except ValueError:
+        return False
+
 
 @dataclass(frozen=True)
 class BodyRef:

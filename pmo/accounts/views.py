@@ -12,11 +12,11 @@ from flask_login import current_user
 from pmo.accounts import rules, service
 from pmo.accounts.forms import ChangePasswordForm, IssueAccountForm, LoginForm, RoleForm, TokenForm, VersionForm
 from pmo.accounts.models import Role
-from pmo.accounts.permissions import GRANTABLE_ROLES, Permission
+from pmo.accounts.permissions import GRANTABLE_ROLES, Permission, is_admin_level
 from pmo.core.errors import ValidationFailed
 from pmo.db import get_session
 from pmo.orgs.service import ministries
-from pmo.web.auth import client_ip, current_actor, public, require
+from pmo.web.auth import client_ip, current_actor, fresh_required, login_is_fresh, public, require
 from pmo.web.forms import add_problems, safe_next
 
 bp = Blueprint("accounts", __name__)
@@ -85,8 +85,14 @@ def logout() -> Any:
     return redirect(url_for("accounts.login"))
 
 
+def _not_forced(**_: Any) -> bool:
+    """The forced change of an initial password follows the login itself and reaches nothing else."""
+    return not current_user.user.must_change_password
+
+
 @bp.route("/account/password", methods=("GET", "POST"))
 @require(None)
+@fresh_required("パスワードの変更", when=_not_forced)
 def change_password() -> Any:
     form = ChangePasswordForm()
     user = current_user.user
@@ -131,6 +137,7 @@ def end_session(session_id: int) -> Any:
 
 @bp.route("/account/tokens", methods=("POST",))
 @require(Permission.API_TOKEN_OWN)
+@fresh_required("APIトークンの発行", back=lambda: url_for("accounts.me"))
 def create_token() -> Any:
     form = TokenForm()
     db = get_session()
@@ -180,8 +187,18 @@ def users() -> Any:
     return render_template("accounts/users.html", users=rows, show=show, inactive_days=days, form=_issue_form())
 
 
+def _grants_admin_level(user_id: int | None = None, action: str = "role") -> bool:
+    """A POST that issues an admin-level account, raises a role to one, or resets one's password."""
+    if request.method != "POST":
+        return False
+    if action == "reset":  # another body's account stays "not found", stale login or not (AC-05)
+        return is_admin_level(service.get_manageable_user(get_session(), current_actor(), user_id or 0).role)
+    return action == "role" and is_admin_level(request.form.get("role"))
+
+
 @bp.route("/accounts/users/new", methods=("GET", "POST"))
 @require(Permission.ACCOUNT_MANAGE)
+@fresh_required("管理者権限のアカウントの発行", when=_grants_admin_level)
 def issue() -> Any:
     form = _issue_form()
     actor = current_actor()
@@ -200,7 +217,10 @@ def issue() -> Any:
                                    hours=current_app.config["INITIAL_PASSWORD_HOURS"])
     elif request.method == "GET" and actor.body is not None:
         form.body_code.data = actor.body.code
-    return render_template("accounts/issue.html", form=form)
+    # Say before the form is filled in that an admin-level role will first ask for 本人確認 (SESS-06).
+    grants_admin = any(is_admin_level(value) for value, _label in form.role.choices)
+    return render_template("accounts/issue.html", form=form,
+                           admin_needs_reauth=grants_admin and not login_is_fresh())
 
 
 @bp.route("/accounts/users/<int:user_id>")
@@ -227,6 +247,8 @@ def _version(form: VersionForm) -> int | None:
 
 @bp.route("/accounts/users/<int:user_id>/<action>", methods=("POST",))
 @require(Permission.ACCOUNT_MANAGE)
+@fresh_required("管理者権限の付与（役割の変更・初期パスワードの再発行）", when=_grants_admin_level,
+                back=lambda user_id, action: url_for("accounts.user_detail", user_id=user_id))
 def user_action(user_id: int, action: str) -> Any:
     db = get_session()
     actor = current_actor()

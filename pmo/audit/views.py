@@ -6,13 +6,13 @@ import csv
 import io
 from typing import Any
 
-from flask import Blueprint, Response, render_template, request
+from flask import Blueprint, Response, render_template, request, url_for
 from sqlalchemy import func, select
 
 from pmo.accounts.permissions import Permission
 from pmo.audit import service
 from pmo.db import get_session
-from pmo.web.auth import current_actor, require
+from pmo.web.auth import current_actor, fresh_required, require, spans_every_body
 from pmo.web.filters import datetime_ja
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
@@ -53,6 +53,8 @@ def index() -> Any:
 
 @bp.route("/export.csv")
 @require(Permission.AUDIT_VIEW)
+@fresh_required("全団体分の監査ログの出力", when=spans_every_body(Permission.AUDIT_VIEW),
+                back=lambda: url_for("audit.index", **request.args.to_dict(flat=False)))
 def export() -> Any:
     from pmo.core.tabular import write_csv
 

@@ -31,7 +31,7 @@ from pmo.core.tabular import problems_to_csv, problems_to_xlsx
 from pmo.db import get_session
 from pmo.plans import forms, imports, locks, rules, service
 from pmo.plans.models import ImportJob, ImportStatus
-from pmo.web.auth import current_actor, require
+from pmo.web.auth import current_actor, fresh_required, require
 
 bp = Blueprint("plans", __name__, url_prefix="/plans")
 
@@ -180,6 +180,7 @@ def export(code: str) -> Any:
 
 @bp.route("/national/export")
 @require(Permission.PLAN_IMPORT_NATIONAL)
+@fresh_required("全団体分の計画・実績の出力", back=lambda: url_for("plans.national"))
 def export_national() -> Any:
     """The national workbook; with ``job`` (set by the page's script) its progress can be polled."""
     fmt = request.args.get("format", "xlsx")

@@ -14,7 +14,7 @@ from pmo.db import get_session
 from pmo.delays import service as delays
 from pmo.delays.views import as_of_arg
 from pmo.reports import rules, service
-from pmo.web.auth import current_actor, require
+from pmo.web.auth import current_actor, fresh_required, require
 from pmo.web.errors import problem
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
@@ -117,6 +117,9 @@ def prefecture(code: str) -> Any:
 
 @bp.route("/export/<table>.<fmt>")
 @require(Permission.DELAY_VIEW)
+@fresh_required("全国ダッシュボードの表（全団体分）の出力",
+                when=lambda **_: not request.args.get("scope") and can(current_actor(), Permission.DASHBOARD_NATIONAL),
+                back=lambda **_: url_for("reports.national", **request.args.to_dict(flat=False)))
 def export(table: str, fmt: str) -> Any:
     if table not in TABLES or fmt not in ("csv", "xlsx"):
         abort(404)
@@ -159,6 +162,7 @@ def steering() -> Any:
 
 @bp.route("/steering.xlsx")
 @require(Permission.REPORT_STEERING)
+@fresh_required("全体推進会議報告（全団体分）の出力", back=lambda: url_for("reports.steering", **request.args.to_dict(flat=False)))
 def steering_xlsx() -> Any:
     report = service.steering_report(get_session(), current_actor(), as_of_arg())
     summary = service.pd.DataFrame({

@@ -16,7 +16,7 @@ from pmo.db import get_session
 from pmo.subsidy import forms, queries, rules, service, tables
 from pmo.subsidy.models import ApplicationKind, Estimate
 from pmo.subsidy.rules import Category, System
-from pmo.web.auth import current_actor, require
+from pmo.web.auth import current_actor, fresh_required, require, spans_every_body
 
 bp = Blueprint("subsidy", __name__, url_prefix="/subsidy")
 api_bp = Blueprint("subsidy_api", __name__, url_prefix="/api/v1/subsidy")
@@ -535,6 +535,8 @@ def reports() -> Any:
 
 @bp.route("/reports.xlsx")
 @require(Permission.SUBSIDY_VIEW)
+@fresh_required("全国の補助金集計の出力", when=spans_every_body(Permission.SUBSIDY_VIEW),
+                back=lambda: url_for("subsidy.reports", **request.args.to_dict(flat=False)))
 def reports_xlsx() -> Any:
     db, actor = get_session(), current_actor()
     fy = _fy()

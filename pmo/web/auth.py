@@ -10,8 +10,9 @@ import datetime as dt
 import functools
 from typing import Any, Callable, TypeVar
 
-from flask import Flask, abort, current_app, g, redirect, request, session, url_for
+from flask import Flask, abort, current_app, flash, g, redirect, request, session, url_for
 from flask_login import LoginManager, UserMixin, current_user
+from werkzeug.wrappers import Response
 
 from pmo.accounts import mfa_service
 from pmo.accounts import service as accounts
@@ -83,23 +84,61 @@ def _holds_anywhere(permission: Permission) -> bool:
     return scope_of(actor, permission) is not None and actor.body is not None
 
 
-def fresh_required(view: F) -> F:
-    """Refuse a sensitive change of one's own account until the user re-authenticates (SESS-06).
+def fresh_required(
+    what: str, back: Callable[..., str] | None = None, when: Callable[..., bool] | None = None,
+) -> Callable[[F], F]:
+    """Refuse a sensitive action until the user re-authenticates (SESS-06).
 
-    The login itself counts when it is at most REAUTH_MINUTES old; otherwise the user is sent to the
-    re-authentication page (password, and code when enrolled) and back.
+    The login itself counts when it is at most REAUTH_MINUTES old; otherwise nothing is done and the
+    user is sent to the re-authentication page (password, and code when enrolled) and back. ``what``
+    names the action in the Japanese message; ``when`` (given the view's arguments) limits the check
+    to the requests that need it (an admin-level role, an export of every body); ``back`` is where
+    the user returns, by default the same URL (the form again, for a POST).
     """
 
-    @functools.wraps(view)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        from pmo.core import clock
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if (when is None or when(**kwargs)) and not login_is_fresh():
+                return _ask_reauth(what, back(**kwargs) if back else None)
+            return view(*args, **kwargs)
 
-        if not mfa_service.is_fresh(current_user.session_row, clock.now(), current_app.config["REAUTH_MINUTES"]):
-            back = request.full_path.rstrip("?") if request.method == "GET" else url_for("accounts.mfa_manage")
-            return redirect(url_for("accounts.reauth", next=back))
-        return view(*args, **kwargs)
+        return wrapped  # type: ignore[return-value]
 
-    return wrapped  # type: ignore[return-value]
+    return decorate
+
+
+def login_is_fresh() -> bool:
+    """Whether the user logged in or re-authenticated within REAUTH_MINUTES (an API token never is)."""
+    from pmo.core import clock
+
+    row = current_user.session_row if current_user.is_authenticated else None
+    return mfa_service.is_fresh(row, clock.now(), current_app.config["REAUTH_MINUTES"])
+
+
+def _ask_reauth(what: str, back: str | None) -> Response:
+    """Say why and send the user to re-authenticate, then to ``back``; nothing is written."""
+    minutes = current_app.config["REAUTH_MINUTES"]
+    message = (f"{what}には本人確認（再認証）が必要です。ログインまたは前回の本人確認から{minutes}分を"
+               "過ぎているため、パスワード（登録済みなら確認コードも）をもう一度入力してください。")
+    if request.method != "GET" or back is not None:
+        kept = "（入力内容は保存されていません）" if request.method != "GET" else ""
+        message += f"{what}はまだ行っていません{kept}。本人確認の後、もう一度操作してください。"
+    if back is None:
+        back = request.full_path.rstrip("?") if request.method == "GET" else request.path
+    flash(message, "warning")
+    return redirect(url_for("accounts.reauth", next=back))
+
+
+def spans_every_body(permission: Permission) -> Callable[..., bool]:
+    """For ``fresh_required(when=...)``: the actor's ``permission`` reaches every body (a national export)."""
+
+    def check(**_: Any) -> bool:
+        from pmo.accounts.permissions import visible_prefecture
+
+        return visible_prefecture(current_actor(), permission) is True
+
+    return check
 
 
 def mfa_settings() -> mfa_service.MfaSettings:
