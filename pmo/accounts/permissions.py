@@ -74,6 +74,10 @@ class Scope(enum.Enum):
 
 P, S = Permission, Scope
 
+# Permissions over one's own account rather than a body: held with or without a body (a ministry
+# officer's API token), never a reach into anyone else's records.
+SELF_SERVICE: frozenset[Permission] = frozenset({P.API_TOKEN_OWN})
+
 _BODY_STAFF: dict[Permission, Scope] = {
     P.BODY_VIEW: S.OWN,
     P.API_TOKEN_OWN: S.OWN,
@@ -252,7 +256,7 @@ def can(
         return False
     if body is None:
         # A body-scoped permission needs a body to act for.
-        return scope is Scope.NATIONAL or actor.body is not None
+        return scope is Scope.NATIONAL or actor.body is not None or permission in SELF_SERVICE
     if scope is Scope.NATIONAL:
         return True
     if actor.body is None:

@@ -152,16 +152,24 @@ def reach(actor: Actor, code: str) -> Reach:
     return Reach(prefecture=actor.body.prefecture_code if actor.body.is_prefecture else None, anywhere=True)
 
 
+# Permissions over one's own account: whoever holds them holds them without a body (an officer's API token).
+SELF_SERVICE = {Permission.API_TOKEN_OWN}
+
+
+def held_without_target(actor: Actor, permission: Permission) -> bool:
+    code = MATRIX[actor.role][permission.value]
+    return reach(actor, code).anywhere or (permission in SELF_SERVICE and code != "-")
+
+
 def expected(actor: Actor, permission: Permission, target: BodyRef | None) -> bool:
     r = reach(actor, MATRIX[actor.role][permission.value])
     if target is None:
-        return r.anywhere
+        return held_without_target(actor, permission)
     return r.everywhere or r.body_id == target.id or (r.prefecture is not None and r.prefecture == target.prefecture_code)
 
 
 def expected_ministry(actor: Actor, permission: Permission, owner: int) -> bool:
-    r = reach(actor, MATRIX[actor.role][permission.value])
-    if not r.anywhere:
+    if not held_without_target(actor, permission):
         return False
     if permission in MINISTRY_EDITS:
         return actor.role is Role.SYSTEM_ADMIN or actor.ministry_id == owner

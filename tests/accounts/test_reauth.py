@@ -140,6 +140,18 @@ def test_a_bearer_token_is_not_asked_to_re_authenticate(app, client, auth, db_se
     assert response.status_code == 200 and response.get_json()
 
 
+def test_a_ministry_officer_without_a_body_issues_and_uses_an_api_token(app, client, auth, db_session):
+    """API tokens belong to the account, not to a body: officers (no body) issue them too."""
+    user = auth.login(role=Role.MINISTRY_OFFICER, ministry="mic")
+    page = client.post_form("/account/tokens", {"name": "全国集計"}, token_from="/account")
+    assert page.status_code == 200
+    secret = re.search(r'<span class="secret">([^<]+)</span>', page.get_data(as_text=True)).group(1).strip()
+    assert db_session.scalar(sa.select(sa.func.count()).select_from(ApiToken).where(ApiToken.user_id == user.id)) == 1
+    response = app.test_client().get("/api/v1/bodies", headers={"Authorization": f"Bearer {secret}"},
+                                     base_url="https://localhost")
+    assert response.status_code == 200 and len(response.get_json()["items"]) > 1  # every body, as the officer
+
+
 # --- admin-level accounts ------------------------------------------------------------------------
 
 
