@@ -9,8 +9,8 @@ entry. Flask-free; the boundary commits.
 
 from __future__ import annotations
 
-import datetime as dt
 import contextlib
+import datetime as dt
 import hashlib
 import json
 import logging
