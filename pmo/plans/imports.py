@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
 from pmo.accounts.permissions import Actor, BodyRef, Permission, can
@@ -577,7 +578,7 @@ def apply_heartbeat(job: ImportJob, storage: Path, beat_row: Callable[[], None] 
         yield
     finally:
         stop.set()
-        thread.join(timeout=10)  # beat_row may wait on the job row the caller's transaction updates
+        thread.join(timeout=5)  # a beat_row waits at most its lock timeout
         staged_files(storage, batch_id)[1].unlink(missing_ok=True)
 
 
@@ -587,6 +588,9 @@ def row_beat(open_session: Callable[[], contextlib.AbstractContextManager[Sessio
 
     def beat() -> None:
         with open_session() as other:
+            if other.get_bind().dialect.name == "postgresql":
+                # the apply's own transaction locks the row at its end: skip a beat rather than wait
+                other.execute(sql_text("SET LOCAL lock_timeout = '1s'"))
             other.execute(update(ImportJob).where(ImportJob.id == job_id, ImportJob.status == ImportStatus.RUNNING)
                           .values(heartbeat_dt=clock.now()))
             other.commit()
