@@ -87,8 +87,9 @@ def full_import(engine: sa.Engine, data: bytes, storage: Path) -> dict[str, int]
         job = imports.start_job(session, OFFICER, data, "national.xlsx", national=True)
         imports.validate_job(session, OFFICER, job, data, storage)
         assert job.status.value == "previewed", job.errors[:5]
-        counts = imports.commit_job(session, OFFICER, job, storage)
-        session.commit()
+        with imports.apply_heartbeat(job, storage):  # as the screen and the CLI apply (REL-05 lease)
+            counts = imports.commit_job(session, OFFICER, job, storage)
+            session.commit()
     return counts
 
 

@@ -119,6 +119,12 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
+    @property
+    def writes_beside(self) -> bool:
+        """Whether a second session may commit while another holds a write transaction: PostgreSQL
+        on its own engine (SQLite has one writer; a test bound to one connection has one transaction)."""
+        return not self.is_sqlite and not isinstance(self.session_factory.kw.get("bind"), Connection)
+
     @contextlib.contextmanager
     def session(self, write: bool = True) -> Iterator[Session]:
         """A session for work outside a request (CLI, jobs); the caller commits."""

@@ -43,37 +43,56 @@ def plans_group() -> None:
 @with_appcontext
 def import_command(file: Path, login_id: str | None) -> None:
     """FILE（.xlsx または .csv）の計画・実績を取り込む。誤りが1件でもあれば何も変更せず終了コード1。"""
+    # Each step commits the job like the screen does (処理中 with a heartbeat, then the apply in one
+    # transaction), so an import killed half-way leaves a job that turns 中断 when its lease runs out
+    # and staged rows that the next sweep (this command, the national page) deletes (REL-05).
     from pmo.audit import service as audit
+    from pmo.core import clock
     from pmo.core.files import UploadRejected
-    from pmo.plans import imports
+    from pmo.plans import imports, locks
     from pmo.plans.models import ImportStatus
 
     data = file.read_bytes()
     storage = upload_dir(current_app.config, current_app.instance_path)
-    with _db().session() as session:
+    database = _db()
+    with database.session() as session:
         actor = _actor(session, login_id)
+        imports.sweep_staged(session, storage)  # what earlier imports killed half-way left behind
+        session.commit()
         try:
             job = imports.start_job(session, actor, data, file.name, national=True)
         except UploadRejected as exc:
             click.echo(f"エラー: {exc.message}", err=True)
             sys.exit(1)
+        session.commit()
         token = audit.current_context.set(audit.RequestContext(channel="import", batch_id=job.batch_id))
         try:
             if job.message:
                 click.echo(f"注意: {job.message}", err=True)
             imports.validate_job(session, actor, job, data, storage)
+            session.commit()
             if job.status is ImportStatus.REJECTED:
-                session.commit()
                 click.echo(f"{len(job.errors or [])}件の誤りがあるため、何も取り込みませんでした。", err=True)
                 click.echo("シート\t行\t列\t値\tエラー内容", err=True)
                 for sheet, row, column, value, message in job.errors or []:
                     click.echo(f"{sheet or ''}\t{row or ''}\t{column or ''}\t{value or ''}\t{message}", err=True)
                 sys.exit(1)
-            from pmo.plans import locks
-
-            locks.wait_for_other_imports(session)  # REL-06 (SQLite: this transaction already writes)
-            counts = imports.commit_job(session, actor, job, storage)
+            job.status, job.phase, job.heartbeat_dt, job.processed_rows = ImportStatus.RUNNING, "apply", clock.now(), 0
             session.commit()
+            beat_row = imports.row_beat(database.session, job.id) if database.writes_beside else None
+            try:
+                with imports.apply_heartbeat(job, storage, beat_row):
+                    locks.wait_for_other_imports(session)  # REL-06
+                    counts = imports.commit_job(session, actor, job, storage)
+                    session.commit()
+            except BaseException:
+                session.rollback()
+                job.status, job.message = ImportStatus.FAILED, "取込に失敗しました。データは変更されていません。"
+                job.finished_dt = clock.now()
+                session.commit()
+                raise
+            finally:
+                imports.discard_staged(storage, job)
         finally:
             audit.current_context.reset(token)
     click.echo(f"取り込みました: 新規{counts['created']}件、更新{counts['updated']}件、変更なし{counts['unchanged']}件"

@@ -9,10 +9,15 @@ entry. Flask-free; the boundary commits.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
+import logging
+import os
 import secrets
+import threading
+import time
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
 from pmo.accounts.permissions import Actor, BodyRef, Permission, can
@@ -74,6 +80,7 @@ INSTRUCTIONS = [
 ]
 
 Progress = Callable[[int, int], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -482,28 +489,164 @@ def validate_job(session: Session, actor: Actor, job: ImportJob, data: bytes, st
     return job
 
 
-def get_job(session: Session, actor: Actor, batch_id: str) -> ImportJob:
+def get_job(session: Session, actor: Actor, batch_id: str, storage: Path | None = None) -> ImportJob:
     """Load an import job of the actor (national officers see every national job)."""
     job = session.scalar(select(ImportJob).where(ImportJob.batch_id == batch_id))
     if job is None:
         raise NotFound("取込処理が見つかりません。")
     if job.user_id != (actor.user_id or None) and not (job.national and can(actor, Permission.PLAN_IMPORT_NATIONAL)):
         raise NotFound("取込処理が見つかりません。")
-    mark_if_stale(job)
+    mark_if_stale(job, storage)
     return job
 
 
-def mark_if_stale(job: ImportJob) -> bool:
-    """Mark a running job whose heartbeat stopped as 中断 (its transaction never committed)."""
+def mark_if_stale(job: ImportJob, storage: Path | None = None) -> bool:
+    """Mark a running job whose heartbeat stopped as 中断 (its transaction never committed).
+
+    The heartbeat is the newer of the job row's ``heartbeat_dt`` and the beat file in ``storage``
+    (``apply_heartbeat``): on SQLite the applying transaction holds the write lock, so only the file
+    can say that it is still alive.
+    """
     beat = job.heartbeat_dt or job.created_dt
     if beat is not None and beat.tzinfo is None:
         beat = beat.replace(tzinfo=dt.UTC)
-    if job.status is ImportStatus.RUNNING and beat is not None and clock.now() - beat > STALE_AFTER:
+    if job.status is not ImportStatus.RUNNING:
+        return False
+    if storage is not None:
+        in_file = _read_beat(storage, job.batch_id)
+        if in_file is not None and (beat is None or in_file > beat):
+            beat = in_file
+    if beat is not None and clock.now() - beat > STALE_AFTER:
         job.status = ImportStatus.INTERRUPTED
         job.message = "処理が中断されました（データは変更されていません）。もう一度取り込んでください。"
         job.finished_dt = clock.now()
         return True
     return False
+
+
+# --- the lease while an import is applied ----------------------------------------------------------
+
+
+def staged_files(storage: Path, batch_id: str) -> tuple[Path, Path]:
+    """The staged rows of a job and its beat file (both named after the batch)."""
+    return storage / f"plans-import-{batch_id}.json", storage / f"plans-import-{batch_id}.beat"
+
+
+def _read_beat(storage: Path, batch_id: str) -> dt.datetime | None:
+    try:
+        beat = dt.datetime.fromisoformat(staged_files(storage, batch_id)[1].read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return None  # no beat file (not applying, or cleaned up), or one being replaced
+    return beat if beat.tzinfo is not None else beat.replace(tzinfo=dt.UTC)
+
+
+def _write_beat(storage: Path, batch_id: str) -> None:
+    path = staged_files(storage, batch_id)[1]
+    part = path.with_name(f"{path.name}.{os.getpid()}.part")
+    part.write_text(clock.now().isoformat(), encoding="ascii")
+    os.replace(part, path)  # a reader sees the old beat or the new one, never half of one
+
+
+@contextlib.contextmanager
+def apply_heartbeat(job: ImportJob, storage: Path, beat_row: Callable[[], None] | None = None) -> Iterator[None]:
+    """Keep a confirmed job's lease alive from a thread while the caller applies and commits it.
+
+    Every quarter of ``STALE_AFTER`` the thread writes the time to ``plans-import-<batch>.beat`` next
+    to the staged rows and, when given, calls ``beat_row`` (PostgreSQL: ``heartbeat_dt`` from a second
+    connection, seen by every server). A thread, not the progress callback: one slow statement or a
+    wait for another import must not look like a dead process. A SIGKILL stops the thread with the
+    process, so the lease still runs out (REL-05). The beat file is removed on the way out.
+    """
+    every = max(STALE_AFTER.total_seconds() / 4, 0.05)
+    batch_id = job.batch_id
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            try:
+                _write_beat(storage, batch_id)
+                if beat_row is not None:
+                    beat_row()
+            except Exception:  # a missed beat only shortens the lease; the import goes on
+                log.warning("heartbeat of import %s not written", batch_id, exc_info=True)
+
+    storage.mkdir(parents=True, exist_ok=True)
+    _write_beat(storage, batch_id)
+    thread = threading.Thread(target=beat, name=f"import-heartbeat-{batch_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)  # a beat_row waits at most its lock timeout
+        staged_files(storage, batch_id)[1].unlink(missing_ok=True)
+
+
+def row_beat(open_session: Callable[[], contextlib.AbstractContextManager[Session]], job_id: int) -> Callable[[], None]:
+    """A ``beat_row`` for ``apply_heartbeat``: the job's ``heartbeat_dt`` written and committed in a
+    session of its own (PostgreSQL only: on SQLite the applying transaction holds the write lock)."""
+
+    def beat() -> None:
+        with open_session() as other:
+            if other.get_bind().dialect.name == "postgresql":
+                # the apply's own transaction locks the row at its end: skip a beat rather than wait
+                other.execute(sql_text("SET LOCAL lock_timeout = '1s'"))
+            other.execute(update(ImportJob).where(ImportJob.id == job_id, ImportJob.status == ImportStatus.RUNNING)
+                          .values(heartbeat_dt=clock.now()))
+            other.commit()
+
+    return beat
+
+
+def discard_staged(storage: Path, *jobs: ImportJob) -> None:
+    """Delete the staged rows (and beat file) of jobs that can no longer be confirmed (done,
+    rejected, failed, or 中断 after a crash), so no temporary file outlives its import (REL-05)."""
+    for job in jobs:
+        if job.status in (ImportStatus.PREVIEWED, ImportStatus.RUNNING):
+            continue
+        names = {p.name for p in staged_files(storage, job.batch_id)}
+        if job.stored_path:
+            names.add(Path(job.stored_path).name)
+        for name in names:
+            (storage / name).unlink(missing_ok=True)
+
+
+def sweep_staged(session: Session, storage: Path) -> int:
+    """Mark every plan import whose lease ran out 中断 and delete staged files nobody can confirm.
+
+    Covers what no page shows: imports run by ``pmo plans import`` (killed, they leave a running
+    job), jobs older than the national page's list, and staged files without a job row (an import
+    killed before its job was committed). The caller commits. Returns the number of files deleted.
+    """
+    running = list(session.scalars(select(ImportJob).where(ImportJob.kind == "plans",
+                                                           ImportJob.status == ImportStatus.RUNNING)))
+    for job in running:
+        mark_if_stale(job, storage)
+    if not storage.is_dir():
+        return 0
+    found: dict[str, list[Path]] = {}
+    for path in storage.glob("plans-import-*"):
+        batch = path.name.removeprefix("plans-import-").split(".", 1)[0]
+        found.setdefault(batch, []).append(path)
+    if not found:
+        return 0
+    status = dict(session.execute(select(ImportJob.batch_id, ImportJob.status)
+                                  .where(ImportJob.batch_id.in_(list(found)))).all())
+    old = time.time() - STALE_AFTER.total_seconds()  # file times are the machine's, not the portal clock's
+    deleted = 0
+    for batch, paths in found.items():
+        state = status.get(batch)
+        if state in (ImportStatus.PREVIEWED, ImportStatus.RUNNING):
+            continue
+        for path in paths:
+            try:
+                if state is None and path.stat().st_mtime > old:
+                    continue  # a job row not committed yet: an import being set up right now
+                path.unlink()
+                deleted += 1
+            except FileNotFoundError:
+                pass
+    return deleted
 
 
 def commit_job(session: Session, actor: Actor, job: ImportJob, storage: Path,
@@ -580,12 +723,13 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def recent_jobs(session: Session, national: bool, user_id: int | None = None, limit: int = 10) -> list[ImportJob]:
+def recent_jobs(session: Session, national: bool, user_id: int | None = None, limit: int = 10,
+                storage: Path | None = None) -> list[ImportJob]:
     """The newest import jobs (national ones, or one user's), with stale ones marked 中断."""
     stmt = select(ImportJob).where(ImportJob.national.is_(national), ImportJob.kind == "plans")
     if user_id is not None:
         stmt = stmt.where(ImportJob.user_id == user_id)
     jobs = list(session.scalars(stmt.order_by(ImportJob.created_dt.desc()).limit(limit)))
     for job in jobs:
-        mark_if_stale(job)
+        mark_if_stale(job, storage)
     return jobs

@@ -222,7 +222,7 @@ def _validate_progress(job: ImportJob) -> Any:
 def _apply_progress(job: ImportJob) -> Any:
     """Report apply progress from a second connection (PostgreSQL); SQLite has one writer, so skip."""
     database = current_app.extensions["pmo_db"]
-    if database.is_sqlite or current_app.testing:
+    if not database.writes_beside:
         return None
     job_id = job.id
 
@@ -235,6 +235,12 @@ def _apply_progress(job: ImportJob) -> Any:
             other.commit()
 
     return report
+
+
+def _beat_row(job: ImportJob) -> Any:
+    """The job row's heartbeat from a second connection, for every server to see (PostgreSQL)."""
+    database = current_app.extensions["pmo_db"]
+    return imports.row_beat(database.session, job.id) if database.writes_beside else None
 
 
 @bp.route("/import", methods=("GET", "POST"))
@@ -278,19 +284,16 @@ def _upload(national: bool) -> Any:
 
 
 def _discard_staged(*jobs: ImportJob) -> None:
-    """Delete the staged rows of jobs that can no longer be confirmed (done, rejected, failed, or
-    中断 after a crash), so no temporary file outlives its import (REL-05). Files only: a GET writes
-    nothing to the database."""
-    for found in jobs:
-        if found.stored_path and found.status not in (ImportStatus.PREVIEWED, ImportStatus.RUNNING):
-            (_storage() / Path(found.stored_path).name).unlink(missing_ok=True)
+    """Delete the staged files of jobs that can no longer be confirmed (REL-05). Files only: a GET
+    writes nothing to the database."""
+    imports.discard_staged(_storage(), *jobs)
 
 
 @bp.route("/import/<batch_id>")
 @require(None)
 def job(batch_id: str) -> Any:
     db = get_session()
-    found = imports.get_job(db, current_actor(), batch_id)
+    found = imports.get_job(db, current_actor(), batch_id, _storage())
     db.commit()
     if found.kind != "plans":
         abort(404)  # an export's record only reports progress
@@ -304,7 +307,7 @@ def job(batch_id: str) -> Any:
 @require(None)
 def job_status(batch_id: str) -> Any:
     db = get_session()
-    found = imports.get_job(db, current_actor(), batch_id)
+    found = imports.get_job(db, current_actor(), batch_id, _storage())
     db.commit()
     _discard_staged(found)
     return jsonify({"status": found.status.value, "phase": found.phase, "processed": found.processed_rows,
@@ -315,7 +318,7 @@ def job_status(batch_id: str) -> Any:
 @bp.route("/import/<batch_id>/errors.<fmt>")
 @require(None)
 def job_errors(batch_id: str, fmt: str) -> Any:
-    found = imports.get_job(get_session(), current_actor(), batch_id)
+    found = imports.get_job(get_session(), current_actor(), batch_id, _storage())
     problems = imports.errors_as_problems(found)
     if fmt == "csv":
         return _download(problems_to_csv(problems), f"取込エラー_{found.filename}", "csv")
@@ -329,7 +332,7 @@ def job_errors(batch_id: str, fmt: str) -> Any:
 def job_commit(batch_id: str) -> Any:
     db = get_session()
     actor = current_actor()
-    found = imports.get_job(db, actor, batch_id)
+    found = imports.get_job(db, actor, batch_id, _storage())
     if not forms.ConfirmForm().validate_on_submit():
         flash("画面の有効期限が切れました。もう一度確定してください。", "error")
         return redirect(url_for("plans.job", batch_id=batch_id))
@@ -339,12 +342,13 @@ def job_commit(batch_id: str) -> Any:
     found.status, found.phase, found.heartbeat_dt, found.processed_rows = ImportStatus.RUNNING, "apply", clock.now(), 0
     db.commit()
     try:
-        locks.wait_for_other_imports(db)  # REL-06: a second import is queued, never interleaved
-        counts = imports.commit_job(db, actor, found, _storage(), _apply_progress(found))
-        db.commit()
+        with imports.apply_heartbeat(found, _storage(), _beat_row(found)):  # REL-05: alive until committed
+            locks.wait_for_other_imports(db)  # REL-06: a second import is queued, never interleaved
+            counts = imports.commit_job(db, actor, found, _storage(), _apply_progress(found))
+            db.commit()
     except Exception:
         db.rollback()
-        found = imports.get_job(db, actor, batch_id)
+        found = imports.get_job(db, actor, batch_id, _storage())
         found.status, found.message = ImportStatus.FAILED, "取込に失敗しました。データは変更されていません。"
         found.finished_dt = clock.now()
         db.commit()
@@ -367,7 +371,8 @@ def national() -> Any:
     today = clock.today()
     last_month = (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
     close_form = forms.CloseMonthForm(month=f"{last_month:%Y-%m}")
-    jobs = imports.recent_jobs(db, national=True)
+    imports.sweep_staged(db, _storage())  # also imports no page lists: the CLI's, older ones
+    jobs = imports.recent_jobs(db, national=True, storage=_storage())
     db.commit()
     _discard_staged(*jobs)
     return render_template("plans/national.html", form=form, close_form=close_form, jobs=jobs,
