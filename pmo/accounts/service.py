@@ -228,10 +228,11 @@ def load_session(
 ) -> tuple[User, UserSession] | str:
     """Return the live session's user, or why there is none ('missing', 'ended', 'idle', 'absolute', 'disabled').
 
-    Every request calls this: the session, its user and the user's body come in one query.
+    Every request calls this: the session, its user, the user's body and its prefecture (the page
+    header shows 北海道小樽市) come in one query.
     """
     row = session.scalar(select(UserSession).where(UserSession.sid_hash == _sid_hash(sid))
-                         .options(joinedload(UserSession.user).joinedload(User.body)))
+                         .options(joinedload(UserSession.user).joinedload(User.body).joinedload(Body.prefecture)))
     if row is None:
         return "missing"
     if row.ended_dt is not None:
