@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import subprocess
+from collections.abc import Iterator
 
 import pytest
 
@@ -33,3 +36,16 @@ def actor(make_user):  # type: ignore[no-untyped-def]
 
 def row(code: str, version: int | None = None, **raw: str) -> service.RowInput:
     return service.RowInput(code, raw, version=version)
+
+
+@contextlib.contextmanager
+def reaped(worker: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """Kill a worker subprocess the test left running (a failed assertion) and close its pipes."""
+    try:
+        yield worker
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(30)
+        worker.stdout.close()
+        worker.stderr.close()

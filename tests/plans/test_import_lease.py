@@ -35,6 +35,7 @@ from pmo.plans import imports
 from pmo.plans.models import ImportJob, ImportStatus, Plan
 from tests.conftest import SECRET, TEST_PASSWORD, TEST_TOTP_SECRET, PortalClient, log_in
 from tests.databases import own_database
+from tests.plans.conftest import reaped
 
 WORKER = Path(__file__).with_name("interrupted_cli_import_worker.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,7 +123,7 @@ def test_a_cli_import_killed_half_way_changes_nothing_and_its_staged_file_is_del
     before = _snapshot(engine)
 
     worker = _worker(url, instance, "half", str(path))
-    try:
+    with reaped(worker):
         half = _wait_for(worker, "HALF")
         assert int(half[1]) < int(half[2]) == rows
         staged = _staged(instance)
@@ -134,12 +135,6 @@ def test_a_cli_import_killed_half_way_changes_nothing_and_its_staged_file_is_del
         assert _snapshot(engine) == before
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait(30)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait(30)
-        worker.stdout.close()
-        worker.stderr.close()
     assert worker.returncode == -signal.SIGKILL
     engine.dispose()
 
@@ -256,18 +251,12 @@ def test_an_apply_longer_than_the_lease_is_not_shown_interrupted(tmp_path, monke
         path = tmp_path / "全国計画.csv"
         path.write_bytes(data)
         worker = _worker(url, instance, "slow", str(path), str(lease), str(pause))
-        try:
+        with reaped(worker):
             _wait_for(worker, "SLOW")
             started = time.monotonic()
             batch = next(p for p in _staged(instance) if p.suffix == ".json").name[len("plans-import-"):-5]
             seen = _poll_while(lambda: worker.poll() is None, viewer, engine, batch, started)
             assert worker.wait(60) == 0, worker.stderr.read()[-3000:]
-        finally:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait(30)
-            worker.stdout.close()
-            worker.stderr.close()
 
     running = [s for s in seen if s[1] == "running"]
     # never 中断: 処理中 until it is 完了 (the worker process may still be exiting after its commit)

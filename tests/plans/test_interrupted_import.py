@@ -35,6 +35,7 @@ from pmo.plans import imports
 from pmo.plans.models import ImportJob, ImportStatus, Plan
 from tests.conftest import SECRET, TEST_PASSWORD, TEST_TOTP_SECRET, PortalClient, log_in
 from tests.databases import own_database
+from tests.plans.conftest import reaped
 
 ROWS = 20_000
 WORKER = Path(__file__).with_name("interrupted_import_worker.py")
@@ -125,7 +126,7 @@ def test_an_import_killed_half_way_changes_nothing_and_shows_interrupted(tmp_pat
     worker = subprocess.Popen([sys.executable, str(WORKER), url, str(instance), cookie.key, cookie.value, "big1"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
-    try:
+    with reaped(worker):
         half, said = None, []
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
@@ -143,12 +144,6 @@ def test_an_import_killed_half_way_changes_nothing_and_shows_interrupted(tmp_pat
         assert _snapshot(engine) == before
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait(30)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait(30)
-        worker.stdout.close()
-        worker.stderr.close()
     assert worker.returncode == -signal.SIGKILL
     app.extensions["pmo_db"].engine.dispose()
 
