@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import BigInteger, Date, Integer, String, case, func, literal_column, or_, select
+from sqlalchemy import BigInteger, Date, Integer, String, case, func, literal_column, or_, select, union_all
 from sqlalchemy import cast as sa_cast
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import operators
@@ -290,6 +290,10 @@ def _not_blank(value: Any) -> Any:
 
 def _current_states(session: Session, reach: Reach, without_history: bool = False) -> dict[str, np.ndarray]:
     """Return the plans as they stand now (only those without any revision, with ``without_history``)."""
+    return _state_columns(session, _current_select(session, reach, without_history))
+
+
+def _current_select(session: Session, reach: Reach, without_history: bool) -> Any:
     reason = Plan.not_applicable_reason
     stmt = select(
         Plan.id, sa_cast(Plan.body_id, BigInteger) * _KEY_FACTOR + Plan.subtask_id,
@@ -299,10 +303,13 @@ def _current_states(session: Session, reach: Reach, without_history: bool = Fals
     )
     stmt = _scoped(stmt, reach, Plan.body_id)
     if without_history:
-        # Every plan with history has exactly one open revision: probe the small partial index of those.
-        stmt = stmt.where(~select(PlanRevision.id).where(PlanRevision.plan_id == Plan.id,
-                                                         PlanRevision.superseded_dt.is_(None)).exists())
-    return _state_columns(session, stmt)
+        # PostgreSQL hashes the open revisions (one per plan with history, a small partial index);
+        # SQLite probes per plan, and only ix_plan_revisions_plan_id covers that probe.
+        history = select(PlanRevision.id).where(PlanRevision.plan_id == Plan.id)
+        if _is_postgresql(session):
+            history = history.where(PlanRevision.superseded_dt.is_(None))
+        stmt = stmt.where(~history.exists())
+    return stmt
 
 
 def revision_cutoff(as_of: dt.date) -> dt.datetime:
@@ -331,12 +338,10 @@ def _replayed_states(session: Session, reach: Reach, as_of: dt.date) -> dict[str
                  _not_blank(reason), r.progress),
         r.vendor, reason,
     ).where(recorded < cutoff, or_(r.superseded_dt.is_(None), r.superseded_dt >= cutoff))
-    stmt = _scoped(stmt, reach, r.body_id)
-    replayed = _state_columns(session, stmt)
     # A plan with revisions is judged by them only (none yet on D: it did not exist on D);
-    # a plan without any revision (loaded before the history was kept) as it stands now.
-    current = _current_states(session, reach, without_history=True)
-    return {name: np.concatenate([replayed[name], current[name]]) for name in STATE_FIELDS}
+    # a plan without any revision (loaded before the history was kept) as it stands now. One statement.
+    return _state_columns(session, union_all(_scoped(stmt, reach, r.body_id),
+                                             _current_select(session, reach, without_history=True)))
 
 
 def _snapshot_states(session: Session, snapshot_id: int, reach: Reach) -> dict[str, np.ndarray]:
