@@ -11,8 +11,21 @@ import enum
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import (JSON, Connection, DateTime, ForeignKey, Index, String, Text, UniqueConstraint, event, func, select,
-                        text, update)
+from sqlalchemy import (
+    JSON,
+    Connection,
+    DateTime,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from pmo.catalog.models import CompletionField, Subtask
@@ -195,7 +208,7 @@ def chain_batch(rows: Sequence[dict[str, Any]], dialect: str) -> None:
     """
     def key(value: dt.datetime) -> dt.datetime:
         if dialect == "postgresql":
-            return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+            return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
         return value.replace(tzinfo=None)
 
     order = sorted(range(len(rows)), key=lambda i: (rows[i]["plan_id"], key(rows[i]["recorded_dt"]), i))

@@ -9,6 +9,7 @@ superseded when the next one in (recorded_dt, id) order was recorded, so the int
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import random
 
 import openpyxl
@@ -20,9 +21,9 @@ from pmo.accounts.models import Role
 from pmo.catalog.service import subtasks_on
 from pmo.core import clock
 from pmo.delays import service as delays
+from pmo.orgs.models import Body
 from pmo.plans import demo, imports, service
 from pmo.plans.bulk import _FEW_PLANS, bulk_insert
-from pmo.orgs.models import Body
 from pmo.plans.models import Plan, PlanRevision, link_revisions
 from tests.conftest import CITY_A, CITY_B
 from tests.delays.factories import add_plan, add_revision, jst, national_plans
@@ -45,7 +46,7 @@ def assert_chain(session) -> int:  # type: ignore[no-untyped-def]
         chain.sort(key=lambda r: (r[0], r[1]))
         assert [r[2] for r in chain].count(None) == 1, (plan_id, chain)
         assert chain[-1][2] is None, (plan_id, chain)
-        for (_, rev_id, superseded), (recorded_next, _, _) in zip(chain, chain[1:]):
+        for (_, rev_id, superseded), (recorded_next, _, _) in itertools.pairwise(chain):
             assert superseded == recorded_next, (plan_id, rev_id, chain)
     return len(chains)
 
