@@ -35,7 +35,8 @@ from pmo.core import clock
 from pmo.db import create_db_engine, make_session_factory
 from pmo.delays import rules, service
 from pmo.paths import data_dir
-from pmo.plans.models import Plan, PlanRevision, with_revision_state
+from pmo.plans.bulk import bulk_insert
+from pmo.plans.models import Plan, PlanRevision
 from pmo.seeding import run_seed
 
 AS_OF = dt.date(2015, 12, 1)
@@ -75,10 +76,10 @@ def add_history(engine: sa.Engine) -> None:
             after = {}
             for name, value in zip(cols, row[3:]):
                 after[name] = value.isoformat() if isinstance(value, dt.date) else getattr(value, "value", value)
-            batch.append(with_revision_state({"plan_id": row[0], "body_id": row[1], "subtask_id": row[2],
-                                              "recorded_dt": recorded, "channel": "import", "after": after}))
+            batch.append({"plan_id": row[0], "body_id": row[1], "subtask_id": row[2],
+                          "recorded_dt": recorded, "channel": "import", "after": after})
         for start in range(0, len(batch), 5000):
-            session.execute(sa.insert(PlanRevision), batch[start:start + 5000])
+            bulk_insert(session, PlanRevision.__table__, batch[start:start + 5000])  # keeps the revision chain
         session.commit()
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 22:44:11.857712
+Create Date: 2026-11-26 23:10:39.160367
 """
 from __future__ import annotations
 
@@ -765,6 +765,7 @@ def upgrade() -> None:
     sa.Column('body_id', sa.Integer(), nullable=False),
     sa.Column('subtask_id', sa.Integer(), nullable=False),
     sa.Column('recorded_dt', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('superseded_dt', sa.DateTime(timezone=True), nullable=True),
     sa.Column('user_id', sa.Integer(), nullable=True),
     sa.Column('channel', sa.String(length=10), nullable=False),
     sa.Column('batch_id', sa.String(length=40), nullable=True),
@@ -789,6 +790,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('plan_revisions', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_plan_revisions_body_id'), ['body_id'], unique=False)
+        batch_op.create_index('ix_plan_revisions_open', ['plan_id'], unique=False, postgresql_where=sa.text('superseded_dt IS NULL'), sqlite_where=sa.text('superseded_dt IS NULL'))
         batch_op.create_index(batch_op.f('ix_plan_revisions_plan_id'), ['plan_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_plan_revisions_recorded_dt'), ['recorded_dt'], unique=False)
 
@@ -938,6 +940,7 @@ def downgrade() -> None:
     with op.batch_alter_table('plan_revisions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_plan_revisions_recorded_dt'))
         batch_op.drop_index(batch_op.f('ix_plan_revisions_plan_id'))
+        batch_op.drop_index('ix_plan_revisions_open', postgresql_where=sa.text('superseded_dt IS NULL'), sqlite_where=sa.text('superseded_dt IS NULL'))
         batch_op.drop_index(batch_op.f('ix_plan_revisions_body_id'))
 
     op.drop_table('plan_revisions')

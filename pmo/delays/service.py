@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import BigInteger, Date, Integer, String, case, func, literal_column, select
+from sqlalchemy import BigInteger, Date, Integer, String, case, func, literal_column, or_, select, union_all
 from sqlalchemy import cast as sa_cast
-from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
 
 from pmo.accounts.permissions import Actor, Permission, visible_prefecture
 from pmo.audit import service as audit
@@ -289,6 +290,10 @@ def _not_blank(value: Any) -> Any:
 
 def _current_states(session: Session, reach: Reach, without_history: bool = False) -> dict[str, np.ndarray]:
     """Return the plans as they stand now (only those without any revision, with ``without_history``)."""
+    return _state_columns(session, _current_select(session, reach, without_history))
+
+
+def _current_select(session: Session, reach: Reach, without_history: bool) -> Any:
     reason = Plan.not_applicable_reason
     stmt = select(
         Plan.id, sa_cast(Plan.body_id, BigInteger) * _KEY_FACTOR + Plan.subtask_id,
@@ -298,8 +303,13 @@ def _current_states(session: Session, reach: Reach, without_history: bool = Fals
     )
     stmt = _scoped(stmt, reach, Plan.body_id)
     if without_history:
-        stmt = stmt.where(~select(PlanRevision.id).where(PlanRevision.plan_id == Plan.id).exists())
-    return _state_columns(session, stmt)
+        # PostgreSQL hashes the open revisions (one per plan with history, a small partial index);
+        # SQLite probes per plan, and only ix_plan_revisions_plan_id covers that probe.
+        history = select(PlanRevision.id).where(PlanRevision.plan_id == Plan.id)
+        if _is_postgresql(session):
+            history = history.where(PlanRevision.superseded_dt.is_(None))
+        stmt = stmt.where(~history.exists())
+    return stmt
 
 
 def revision_cutoff(as_of: dt.date) -> dt.datetime:
@@ -311,39 +321,27 @@ def revision_cutoff(as_of: dt.date) -> dt.datetime:
 def _replayed_states(session: Session, reach: Reach, as_of: dt.date) -> dict[str, np.ndarray]:
     """Return each plan's state on ``as_of`` from its revisions (the current row when it has none).
 
-    The newest revision per plan recorded by the end of ``as_of`` is picked (``DISTINCT ON`` on
-    PostgreSQL, a window function on SQLite) from the revisions' typed state columns, filled from the
-    JSON when each revision was written, so no JSON is decoded at all.
+    The revision in force at the end of ``as_of`` is the one recorded before the cutoff and not
+    superseded before it (``superseded_dt``, see ``pmo.plans.models.link_revisions``): a plain scan of
+    the revisions' typed state columns, no sort, no window and no JSON.
     """
     r = PlanRevision
-    cutoff = r.recorded_dt < revision_cutoff(as_of)
-    if _is_postgresql(session):  # one sort, no window
-        raw = [r.plan_id, r.body_id, r.subtask_id, *[getattr(r, c) for c in (*DATE_COLUMNS, *PRECISION_COLUMNS)],
-               r.progress, r.vendor, r.not_applicable_reason]
-        newest = _scoped(select(*raw).where(cutoff), reach, r.body_id)
-        source: Any = newest.ext(distinct_on(r.plan_id)).order_by(r.plan_id, r.recorded_dt.desc(), r.id.desc()).subquery()
-        c = source.c
-        picked = None
-    else:  # a window over (id, rank) only, then the chosen rows by primary key: the sort stays narrow
-        ranked = _scoped(select(r.id, func.row_number().over(
-            partition_by=r.plan_id, order_by=(r.recorded_dt.desc(), r.id.desc())).label("rn")).where(cutoff),
-            reach, r.body_id).subquery()
-        c = r.__table__.c
-        picked = ranked
-    reason = c.not_applicable_reason
+    cutoff = revision_cutoff(as_of)
+    recorded: Any = r.recorded_dt
+    if not _is_postgresql(session):  # SQLite has no range statistics: keep it off the recorded_dt index,
+        # whose order is not the table's (a scan is 2.5× faster once plans have several revisions)
+        recorded = UnaryExpression(recorded, operator=operators.custom_op("+"), type_=recorded.type)
+    reason = r.not_applicable_reason
     stmt = select(
-        c.plan_id, sa_cast(c.body_id, BigInteger) * _KEY_FACTOR + c.subtask_id,
-        *_packed(session, {n: c[n] for n in DATE_COLUMNS}, {n: c[n] for n in PRECISION_COLUMNS},
-                 _not_blank(reason), c.progress),
-        c.vendor, reason,
-    )
-    if picked is not None:
-        stmt = stmt.join(picked, picked.c.id == r.id).where(picked.c.rn == 1)
-    replayed = _state_columns(session, stmt)
+        r.plan_id, sa_cast(r.body_id, BigInteger) * _KEY_FACTOR + r.subtask_id,
+        *_packed(session, {n: getattr(r, n) for n in DATE_COLUMNS}, {n: getattr(r, n) for n in PRECISION_COLUMNS},
+                 _not_blank(reason), r.progress),
+        r.vendor, reason,
+    ).where(recorded < cutoff, or_(r.superseded_dt.is_(None), r.superseded_dt >= cutoff))
     # A plan with revisions is judged by them only (none yet on D: it did not exist on D);
-    # a plan without any revision (loaded before the history was kept) as it stands now.
-    current = _current_states(session, reach, without_history=True)
-    return {name: np.concatenate([replayed[name], current[name]]) for name in STATE_FIELDS}
+    # a plan without any revision (loaded before the history was kept) as it stands now. One statement.
+    return _state_columns(session, union_all(_scoped(stmt, reach, r.body_id),
+                                             _current_select(session, reach, without_history=True)))
 
 
 def _snapshot_states(session: Session, snapshot_id: int, reach: Reach) -> dict[str, np.ndarray]:

@@ -58,12 +58,28 @@ def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
     """Insert ``rows`` (dicts with the same keys) into ``table`` in the session's transaction."""
     if not rows:
         return 0
-    if table.name == "plan_revisions":  # the typed state columns, as the ORM insert event fills them
-        from pmo.plans.models import with_revision_state
-
-        rows = [with_revision_state(row) for row in rows]
     session.flush()
     conn = session.connection()
+    revisions = table.name == "plan_revisions"
+    if revisions:  # the typed state columns and the chain, as the ORM flush events fill them
+        from pmo.plans.models import chain_batch, with_revision_state
+
+        rows = [with_revision_state(row) for row in rows]
+        chain_batch(rows, conn.dialect.name)
+    _insert(conn, table, rows)
+    if revisions:
+        from pmo.plans.models import link_revisions
+
+        plan_ids = {row["plan_id"] for row in rows}
+        # A few plans: relink them; many (a national import): the plans left with two open revisions.
+        link_revisions(conn, plan_ids if len(plan_ids) <= _FEW_PLANS else None)
+    return len(rows)
+
+
+_FEW_PLANS = 2000
+
+
+def _insert(conn: Any, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     columns = list(rows[0].keys())
     dbapi = conn.connection.driver_connection
     if conn.dialect.name == "postgresql":
@@ -78,7 +94,7 @@ def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
         with dbapi.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:  # type: ignore[union-attr]
             for row in rows:
                 copy.write_row(make(row))
-        return len(rows)
+        return
     processors = [_remembered(table.c[c].type._cached_bind_processor(conn.dialect)) for c in columns]
     pairs = list(zip(columns, processors))
     values = [tuple(p(row[c]) if p else row[c] for c, p in pairs) for row in rows]
@@ -88,4 +104,3 @@ def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
         cursor.executemany(sql, values)
     finally:
         cursor.close()
-    return len(rows)

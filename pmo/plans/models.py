@@ -8,11 +8,25 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, String, Text, UniqueConstraint, event
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import (
+    JSON,
+    Connection,
+    DateTime,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from pmo.catalog.models import CompletionField, Subtask
 from pmo.core.types import intpk
@@ -88,12 +102,19 @@ class PlanRevision(Base):
     """
 
     __tablename__ = "plan_revisions"
+    # The newest revision of each plan (one per plan with history): finds plans without history and
+    # plans left with two open revisions by a bulk write, without reading the whole history.
+    __table_args__ = (Index("ix_plan_revisions_open", "plan_id", postgresql_where=text("superseded_dt IS NULL"),
+                            sqlite_where=text("superseded_dt IS NULL")),)
 
     id: Mapped[intpk]
     plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"), index=True)
     body_id: Mapped[int] = mapped_column(ForeignKey("bodies.id"), index=True)
     subtask_id: Mapped[int] = mapped_column(ForeignKey("subtasks.id"))
     recorded_dt: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    # When the next revision of the same plan (in recorded_dt, id order) was recorded; NULL for the
+    # newest. The state on a past date is then a plain filter (see ``link_revisions``).
+    superseded_dt: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     channel: Mapped[str] = mapped_column(String(10))  # ui / import / api / demo
     batch_id: Mapped[str | None] = mapped_column(String(40))
@@ -143,6 +164,75 @@ def with_revision_state(row: dict[str, Any]) -> dict[str, Any]:
 def _fill_revision_state(_mapper: Any, _connection: Any, revision: PlanRevision) -> None:
     for name, value in revision_state(revision.after).items():
         setattr(revision, name, value)
+
+
+# --- the revision chain --------------------------------------------------------------------------
+#
+# Each revision's ``superseded_dt`` is the ``recorded_dt`` of the next revision of the same plan in
+# (recorded_dt, id) order, NULL for the newest: the state on D is the revision with recorded_dt <
+# cutoff and (superseded_dt IS NULL or superseded_dt >= cutoff), exactly the newest by (recorded_dt,
+# id) before the cutoff (a revision tied with a later one has an empty interval). Every writer inserts
+# revisions open (NULL) and then calls ``link_revisions`` in the same transaction: the ORM path by the
+# flush event below, ``bulk_insert`` itself. Writers lock the plan row first (save_sheet's FOR UPDATE,
+# the imports' UPDATE), so on PostgreSQL two transactions appending to one plan link one after the other.
+
+_LINK_CHUNK = 500
+
+
+def link_revisions(connection: Connection, plan_ids: Collection[int] | None = None) -> None:
+    """Set ``superseded_dt`` for every revision of ``plan_ids`` (None: of every plan left with two open revisions).
+
+    One window over the plans' revisions; only rows whose value changes are written.
+    """
+    r = PlanRevision.__table__
+    if plan_ids is None:
+        scopes: list[Any] = [select(r.c.plan_id).where(r.c.superseded_dt.is_(None))
+                             .group_by(r.c.plan_id).having(func.count() > 1)]
+    else:
+        ids = sorted(set(plan_ids))
+        scopes = [ids[i:i + _LINK_CHUNK] for i in range(0, len(ids), _LINK_CHUNK)]
+    for scope in scopes:
+        chain = select(r.c.id, func.lead(r.c.recorded_dt).over(
+            partition_by=r.c.plan_id, order_by=(r.c.recorded_dt, r.c.id)).label("next")
+        ).where(r.c.plan_id.in_(scope)).subquery()
+        connection.execute(update(r).values(superseded_dt=chain.c.next)
+                           .where(r.c.id == chain.c.id, r.c.superseded_dt.is_distinct_from(chain.c.next)))
+
+
+def chain_batch(rows: Sequence[dict[str, Any]], dialect: str) -> None:
+    """Fill ``superseded_dt`` of new revision rows (in insert order) from the batch itself.
+
+    Only links within the batch; the caller then links the plans that also had older revisions
+    (``link_revisions()``, they are left with two open ones). Ordered as the database orders
+    ``recorded_dt``: the instant on PostgreSQL, the stored wall time on SQLite.
+    """
+    def key(value: dt.datetime) -> dt.datetime:
+        if dialect == "postgresql":
+            return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        return value.replace(tzinfo=None)
+
+    order = sorted(range(len(rows)), key=lambda i: (rows[i]["plan_id"], key(rows[i]["recorded_dt"]), i))
+    for here, after in zip(order, order[1:] + [None]):
+        same = after is not None and rows[after]["plan_id"] == rows[here]["plan_id"]
+        rows[here]["superseded_dt"] = rows[after]["recorded_dt"] if same else None
+
+
+@event.listens_for(Session, "after_flush")
+def _note_new_revisions(session: Session, _context: Any) -> None:
+    plan_ids = {obj.plan_id for obj in session.new if isinstance(obj, PlanRevision)}
+    if plan_ids:
+        session.info.setdefault("pmo_revision_plans", set()).update(plan_ids)
+
+
+@event.listens_for(Session, "after_flush_postexec")
+def _link_new_revisions(session: Session, _context: Any) -> None:
+    plan_ids = session.info.pop("pmo_revision_plans", None)
+    if not plan_ids:
+        return
+    link_revisions(session.connection(), plan_ids)
+    for obj in list(session.identity_map.values()):  # loaded revisions of these plans: reread the link
+        if isinstance(obj, PlanRevision) and obj.plan_id in plan_ids:
+            session.expire(obj, ["superseded_dt"])
 
 
 class MonthlySnapshot(Base):

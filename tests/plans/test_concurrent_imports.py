@@ -25,6 +25,7 @@ from pmo.plans.models import ImportJob, ImportStatus, Plan, PlanRevision
 from tests.conftest import CITY_A, SECRET, TEST_PASSWORD, PortalClient
 from tests.databases import own_database
 from tests.plans.conftest import row
+from tests.plans.test_revision_chain import assert_chain
 
 CODES = ["A-6", "C-4", "C-5", "E-4"]
 
@@ -127,6 +128,7 @@ def test_two_imports_at_once_are_queued_and_lose_nothing(portal, monkeypatch):
         assert jobs["importa"].status is ImportStatus.DONE and jobs["importb"].status is ImportStatus.DONE
         assert jobs["importb"].counts["applied"]["updated"] == len(CODES)
         befores = session.scalars(sa.select(PlanRevision.before).where(PlanRevision.batch_id == "importb")).all()
+        assert assert_chain(session) == len(CODES)  # B's revisions close A's: one open revision per plan
     assert len(befores) == len(CODES) and all(b["comment"] == "取込A" for b in befores)
 
 

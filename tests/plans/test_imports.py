@@ -58,6 +58,9 @@ def test_national_workbook_with_three_bad_rows_imports_nothing_then_twice_change
     assert first.applied == {"created": len(rows), "updated": 0, "unchanged": 0}
     revisions = count(db_session, PlanRevision)
     assert revisions == len(rows)
+    from tests.plans.test_revision_chain import assert_chain
+
+    assert assert_chain(db_session) == len(rows)
     second = run_import(db_session, officer, good, "national.xlsx", tmp_path, national=True)
     assert second.message == imports.DUPLICATE_WARNING
     assert second.counts["totals"] == {"created": 0, "updated": 0, "unchanged": len(rows)}
