@@ -2,8 +2,8 @@
 
 The portal is not a 個人番号利用事務 system: it holds plans, documents and subsidy data of local
 governments, never residents' numbers. Any 12-digit number that passes the official check digit
-(行政手続における特定の個人を識別するための番号の利用等に関する法律施行令 第8条) is refused
-where text is typed or imported, and is never echoed back or logged (DECISIONS.md 18).
+(the 検査用数字 formula of the 番号法's 総務省令) is refused where text is typed or imported,
+and is never echoed back or logged (DECISIONS.md 18).
 """
 
 from __future__ import annotations

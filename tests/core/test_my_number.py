@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from pmo.core.my_number import contains_my_number, find_my_numbers, is_my_number, mask, problems_in
 
-# 123456789018 is the example number of the 検査用数字 published in explanations of 施行令第8条
+# 123456789018 is the example number commonly used to explain the 検査用数字 formula
 # (11 digits 12345678901 → ΣPnQn = 212, 212 mod 11 = 3, 11 − 3 = 8); the others are worked by hand:
 # 00000000000 → remainder 0 → 0; 11111111111 → Σ = 47 → 3 → 8; 98765432109 → Σ = 228 → 8 → 3.
 VALID = ["123456789018", "000000000000", "111111111118", "987654321093"]
