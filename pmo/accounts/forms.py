@@ -8,12 +8,12 @@ from wtforms.validators import DataRequired, Length
 
 from pmo.accounts.models import ROLE_LABELS, Role
 from pmo.accounts.service import AccountInput
-from pmo.web.forms import nfkc
+from pmo.web.forms import PortalForm, nfkc
 
 REQUIRED = "入力してください。"
 
 
-class LoginForm(FlaskForm):
+class LoginForm(PortalForm):
     login_id = StringField("ログインID", validators=[DataRequired(REQUIRED), Length(max=64)], filters=[nfkc])
     password = PasswordField("パスワード", validators=[DataRequired(REQUIRED), Length(max=1024)])
     next = HiddenField()
@@ -31,7 +31,7 @@ class ChangePasswordForm(FlaskForm):
             raise ValidationError("確認用のパスワードが一致しません。")
 
 
-class IssueAccountForm(FlaskForm):
+class IssueAccountForm(PortalForm):
     login_id = StringField("ログインID", validators=[DataRequired(REQUIRED), Length(max=64)], filters=[nfkc])
     display_name = StringField("氏名", validators=[DataRequired(REQUIRED), Length(max=100)])
     email = StringField("メールアドレス", validators=[DataRequired(REQUIRED), Length(max=254)], filters=[nfkc])
@@ -53,7 +53,7 @@ class IssueAccountForm(FlaskForm):
         )
 
 
-class VersionForm(FlaskForm):
+class VersionForm(PortalForm):
     """A bare form for POST actions: the CSRF token and the record version read on screen."""
 
     version = HiddenField()
@@ -63,7 +63,7 @@ class RoleForm(VersionForm):
     role = SelectField("役割", choices=[])
 
 
-class TokenForm(FlaskForm):
+class TokenForm(PortalForm):
     name = StringField("用途", validators=[DataRequired(REQUIRED), Length(max=100)])
 
 

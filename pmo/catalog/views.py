@@ -14,7 +14,7 @@ from pmo.core.dates import DateInputError, parse_date_input
 from pmo.core.errors import Problem, ValidationFailed
 from pmo.db import get_session
 from pmo.web.auth import current_actor, require
-from pmo.web.forms import nfkc
+from pmo.web.forms import nfkc, refuse_my_numbers
 
 bp = Blueprint("catalog", __name__, url_prefix="/catalog")
 
@@ -70,6 +70,7 @@ def new_version() -> Any:
     try:
         if problem:
             raise ValidationFailed([problem])
+        refuse_my_numbers({"note": request.form.get("note")}, {"note": "版の説明"})
         version = service.create_version(db, current_actor(), effective, nfkc(request.form.get("note")) or "", terms)
     except ValidationFailed as exc:
         db.rollback()
@@ -88,6 +89,7 @@ def move_milestone(milestone_id: int) -> Any:
     try:
         if p1 or p2:
             raise ValidationFailed([p for p in (p1, p2) if p])
+        refuse_my_numbers({"note": request.form.get("ms_note")}, {"note": "変更の理由"})
         service.change_milestone_date(db, current_actor(), milestone_id, new_date, effective,
                                       nfkc(request.form.get("ms_note")) or "")
     except ValidationFailed as exc:
@@ -105,6 +107,8 @@ def add_field(subtask_id: int) -> Any:
     db = get_session()
     choices = [c.strip() for c in (request.form.get("choices") or "").replace("、", ",").split(",") if c.strip()]
     try:
+        refuse_my_numbers({"label": request.form.get("label"), "choices": request.form.get("choices")},
+                          {"label": "項目名", "choices": "選択肢"})
         service.add_completion_field(db, current_actor(), subtask_id, nfkc(request.form.get("label")) or "",
                                      request.form.get("field_type", ""), request.form.get("required") == "1", choices)
     except ValidationFailed as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     DateField,
@@ -16,6 +15,7 @@ from wtforms.validators import DataRequired, Length, Optional
 
 from pmo.delays.cases import CaseInput, CaseUpdate
 from pmo.delays.models import CASE_CAUSE_LABELS, CASE_STATUS_LABELS, CaseCause, CaseStatus
+from pmo.web.forms import PortalForm
 
 REQUIRED = "入力してください。"
 CAUSE_CHOICES = [(c.value, label) for c, label in CASE_CAUSE_LABELS.items()]
@@ -23,7 +23,7 @@ STATUS_CHOICES = [(s.value, label) for s, label in CASE_STATUS_LABELS.items()]
 DATE_MESSAGE = "日付は 2015-12-01 の形で入力してください。"
 
 
-class OpenCasesForm(FlaskForm):
+class OpenCasesForm(PortalForm):
     title = StringField("件名", validators=[DataRequired(REQUIRED), Length(max=200)])
     cause = SelectField("原因の区分", choices=CAUSE_CHOICES, validators=[DataRequired(REQUIRED)])
     owner_id = SelectField("担当者", choices=[], coerce=int, validate_choice=False)
@@ -40,12 +40,12 @@ class OpenCasesForm(FlaskForm):
         )
 
 
-class EntryForm(FlaskForm):
+class EntryForm(PortalForm):
     text = TextAreaField("内容", validators=[DataRequired(REQUIRED), Length(max=4000)])
     internal = BooleanField("府省内メモにする（団体・都道府県には表示しません）")
 
 
-class UpdateCaseForm(FlaskForm):
+class UpdateCaseForm(PortalForm):
     status = SelectField("対応状況", choices=STATUS_CHOICES, validators=[DataRequired(REQUIRED)])
     cause = SelectField("原因の区分", choices=CAUSE_CHOICES, validators=[DataRequired(REQUIRED)])
     owner_id = SelectField("担当者", choices=[], coerce=int, validate_choice=False)
@@ -64,7 +64,7 @@ class UpdateCaseForm(FlaskForm):
 SEVERITY_CHOICES = [("notice", "注意"), ("delayed", "遅延"), ("critical", "重大")]
 
 
-class ThresholdsForm(FlaskForm):
+class ThresholdsForm(PortalForm):
     delayed_days = IntegerField("「遅延」とする日数（以上）", validators=[DataRequired(REQUIRED)])
     critical_days = IntegerField("「重大」とする日数（以上）", validators=[DataRequired(REQUIRED)])
     no_plan = SelectField("「計画未入力」の重要度", choices=SEVERITY_CHOICES)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import BooleanField, HiddenField, SelectField, SelectMultipleField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, ValidationError
@@ -13,7 +12,7 @@ from pmo.core.clock import JST
 from pmo.core.dates import DateInputError, parse_date_input
 from pmo.documents.models import AUDIENCE_LABELS, FIELD_LABELS, Audience, Field
 from pmo.documents.service import DocumentInput
-from pmo.web.forms import nfkc
+from pmo.web.forms import PortalForm, nfkc
 
 REQUIRED = "入力してください。"
 
@@ -29,7 +28,7 @@ def _date(value: str | None, last_day: bool = False) -> dt.date | None:
     return parsed.end() if last_day else parsed.start()
 
 
-class DocumentForm(FlaskForm):
+class DocumentForm(PortalForm):
     title = StringField("タイトル", validators=[DataRequired(REQUIRED), Length(max=200)])
     summary = TextAreaField("概要", validators=[Length(max=4000)])
     field = SelectField("分野", choices=[(f.value, label) for f, label in FIELD_LABELS.items()], default=Field.COMMON.value)
@@ -61,7 +60,7 @@ class NewDocumentForm(DocumentForm):
     publish_now = BooleanField("登録と同時に公開する")
 
 
-class PracticeForm(FlaskForm):
+class PracticeForm(PortalForm):
     title = StringField("タイトル", validators=[DataRequired(REQUIRED), Length(max=200)])
     summary = TextAreaField("概要（取組の内容・工夫した点）", validators=[Length(max=4000)])
     field = SelectField("分野", choices=[(f.value, label) for f, label in FIELD_LABELS.items()], default=Field.COMMON.value)
@@ -73,17 +72,17 @@ class PracticeForm(FlaskForm):
                              tags=self.tags.data or "")
 
 
-class VersionUploadForm(FlaskForm):
+class VersionUploadForm(PortalForm):
     file = FileField("新しいファイル")
     change_note = TextAreaField("変更内容", validators=[DataRequired("変更内容を入力してください。"), Length(max=2000)])
     version = HiddenField()
 
 
-class ReviewForm(FlaskForm):
+class ReviewForm(PortalForm):
     note = TextAreaField("コメント（差戻しの場合は必須）", validators=[Length(max=2000)])
     decision = HiddenField()
 
 
-class SubscriptionForm(FlaskForm):
+class SubscriptionForm(PortalForm):
     fields = SelectMultipleField("分野", choices=[(f.value, label) for f, label in FIELD_LABELS.items()])
     ministries = SelectMultipleField("府省", choices=[], coerce=int, validate_choice=False)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 from pmo.accounts.models import User
 from pmo.accounts.permissions import Actor, Permission, can
 from pmo.audit import service as audit
-from pmo.core import clock
+from pmo.core import clock, my_number
 from pmo.core.errors import Conflict, NotFound, PermissionDenied, Problem, ValidationFailed
 from pmo.core.files import UploadRejected, extract_text, inspect_upload
 from pmo.documents import rules
@@ -75,6 +75,8 @@ def _check_input(data: DocumentInput) -> None:
         problems.append(Problem("title", "タイトルは200文字以内で入力してください。"))
     if data.publish_from and data.publish_until and data.publish_until < data.publish_from.date():
         problems.append(Problem("publish_until", "掲載終了日は公開開始日より後の日付にしてください。"))
+    problems += my_number.problems_in(  # OPT-01: also for the CLI import
+        {"title": data.title, "summary": data.summary, "tags": data.tags}, {"title": "タイトル", "summary": "概要", "tags": "タグ"})
     if problems:
         raise ValidationFailed(problems)
 

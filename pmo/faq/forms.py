@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import HiddenField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
 from pmo.faq.models import CATEGORIES
 from pmo.faq.service import FaqInput, InquiryInput
+from pmo.web.forms import PortalForm
 
 REQUIRED = "入力してください。"
 
 
-class FaqForm(FlaskForm):
+class FaqForm(PortalForm):
     category = SelectField("分類", choices=[(c, c) for c in CATEGORIES])
     question = TextAreaField("質問", validators=[DataRequired(REQUIRED), Length(max=2000)])
     answer_html = TextAreaField("回答（段落は<p>、箇条書きは<ul><li>、リンクは<a href>が使えます）",
@@ -27,7 +27,7 @@ class FaqForm(FlaskForm):
                         category=self.category.data or "その他", source=self.source.data or "", related_document_ids=ids)
 
 
-class InquiryForm(FlaskForm):
+class InquiryForm(PortalForm):
     subject = StringField("件名", validators=[DataRequired(REQUIRED), Length(max=200)])
     category = SelectField("分類", choices=[(c, c) for c in CATEGORIES])
     ministry_id = SelectField("宛先（担当の府省）", coerce=int, choices=[])
@@ -38,10 +38,10 @@ class InquiryForm(FlaskForm):
                             category=self.category.data or "その他", ministry_id=int(self.ministry_id.data or 0))
 
 
-class AnswerForm(FlaskForm):
+class AnswerForm(PortalForm):
     answer = TextAreaField("回答", validators=[DataRequired("回答を入力してください。"), Length(max=20000)])
     version = HiddenField()
 
 
-class ActionForm(FlaskForm):
+class ActionForm(PortalForm):
     version = HiddenField()

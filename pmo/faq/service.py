@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from pmo.accounts.permissions import Actor, Permission, can
 from pmo.audit import service as audit
-from pmo.core import clock
+from pmo.core import clock, my_number
 from pmo.core.errors import Conflict, NotFound, PermissionDenied, Problem, ValidationFailed
 from pmo.faq import rules
 from pmo.faq.models import CATEGORIES, Faq, FaqDocument, FaqStatus, FaqVote, Inquiry, InquiryStatus
@@ -42,6 +42,9 @@ def _check_faq(data: FaqInput) -> None:
         problems.append(Problem("answer_html", "回答を入力してください。"))
     if data.category not in CATEGORIES:
         problems.append(Problem("category", "分類を一覧から選択してください。"))
+    problems += my_number.problems_in(  # OPT-01: also for the CLI import
+        {"question": data.question, "answer_html": rules.html_to_text(data.answer_html), "source": data.source},
+        {"question": "質問", "answer_html": "回答", "source": "出典"})
     if problems:
         raise ValidationFailed(problems)
 
@@ -200,6 +203,8 @@ def ask(session: Session, actor: Actor, data: InquiryInput, reply_days: int = DE
         problems.append(Problem("category", "分類を一覧から選択してください。"))
     if session.get(Ministry, data.ministry_id) is None:
         problems.append(Problem("ministry_id", "宛先の府省を選択してください。"))
+    problems += my_number.problems_in({"subject": data.subject, "question": data.question},
+                                      {"subject": "件名", "question": "質問の内容"})
     if problems:
         raise ValidationFailed(problems)
     now = clock.now()

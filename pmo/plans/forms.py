@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import HiddenField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
 from pmo.plans.service import RowInput
+from pmo.web.forms import PortalForm
 
 SEP = "__"
 ROW_FIELDS = ("planned_start", "planned_end", "actual_start", "actual_end", "progress", "not_applicable_reason",
@@ -18,7 +18,7 @@ ROW_FIELDS = ("planned_start", "planned_end", "actual_start", "actual_end", "pro
 MAX_FIELD = 4000
 
 
-class SheetForm(FlaskForm):
+class SheetForm(PortalForm):
     """The plan sheet: CSRF here, rows read by ``rows_from``."""
 
 
@@ -44,19 +44,19 @@ def rows_from(form: Any, codes: list[str], completion_codes: dict[str, list[str]
     return rows
 
 
-class UploadForm(FlaskForm):
+class UploadForm(PortalForm):
     file = FileField("ファイル（.xlsx または .csv）")
     batch_id = HiddenField()
 
 
-class ConfirmForm(FlaskForm):
+class ConfirmForm(PortalForm):
     """Confirm a previewed import."""
 
 
-class CloseMonthForm(FlaskForm):
+class CloseMonthForm(PortalForm):
     month = StringField("締める月", validators=[DataRequired("締める月を入力してください。"), Length(max=20)])
 
 
-class CommentForm(FlaskForm):
+class CommentForm(PortalForm):
     text = TextAreaField("支援コメント", validators=[DataRequired("コメントを入力してください。"), Length(max=2000)])
     subtask = StringField("対象サブタスク（任意）", validators=[Length(max=8)])

@@ -32,7 +32,7 @@ from pmo.accounts.permissions import Actor, BodyRef, Permission, can
 from pmo.audit import service as audit
 from pmo.catalog.models import CompletionField
 from pmo.catalog.service import subtasks_on
-from pmo.core import clock, files
+from pmo.core import clock, files, my_number
 from pmo.core.dates import DateInputError, PartialDate, parse_date_input
 from pmo.core.errors import NotFound, PermissionDenied
 from pmo.core.tabular import (
@@ -316,8 +316,8 @@ def validate_rows(session: Session, actor: Actor, data: bytes, filename: str, na
                 code = codes[(raw_code.__class__, raw_code, 0)] = _norm_code(raw_code)  # type: ignore[index]
             body = bodies.get(code)
             if body is None:
-                problems.append(TableProblem(sheet, number, "団体コード", raw_code,
-                                             f"団体コード「{raw_code if raw_code is not None else ''}」は登録されていません。"))
+                shown = my_number.mask(raw_code if raw_code is not None else "")
+                problems.append(TableProblem(sheet, number, "団体コード", shown, f"団体コード「{shown}」は登録されていません。"))
                 continue
             if body.id not in allowed:
                 allowed[body.id] = _may_import(actor, body, national)
@@ -331,8 +331,8 @@ def validate_rows(session: Session, actor: Actor, data: bytes, filename: str, na
                 sub_code = codes[(raw_sub.__class__, raw_sub, 1)] = _norm_subtask(raw_sub)  # type: ignore[index]
             st = subtasks.get(sub_code)
             if st is None:
-                problems.append(TableProblem(sheet, number, "サブタスク", raw_sub,
-                                             f"サブタスク「{raw_sub if raw_sub is not None else ''}」は存在しません（例: B-2）。"))
+                shown = my_number.mask(raw_sub if raw_sub is not None else "")
+                problems.append(TableProblem(sheet, number, "サブタスク", shown, f"サブタスク「{shown}」は存在しません（例: B-2）。"))
                 continue
             if not st.applies_to(body.kind):
                 problems.append(TableProblem(sheet, number, "サブタスク", raw_sub,
@@ -349,7 +349,8 @@ def validate_rows(session: Session, actor: Actor, data: bytes, filename: str, na
             found += rules.check_values(values, today, require_completion=False)
             for p in found:
                 column = COLUMN_OF.get(p.field, p.field)
-                problems.append(TableProblem(sheet, number, column, row.get(column), p.message))
+                # the cell is quoted in the problem report: a 個人番号 in it is masked (OPT-01)
+                problems.append(TableProblem(sheet, number, column, my_number.mask(row.get(column)), p.message))
             if not found and not problems:
                 accepted += 1
                 _add_to_preview(preview, existing, body, st.id, values)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pmo.core import my_number
 from pmo.core.dates import DateInputError, PartialDate, parse_date_input
 from pmo.core.errors import Problem
 
@@ -228,6 +229,7 @@ def parse_values(raw: Mapping[str, Any], specs: Sequence[FieldSpec] = (), *, not
     for name, limit in MAX_TEXT.items():
         if texts[name] and len(texts[name]) > limit:  # type: ignore[arg-type]
             problems.append(Problem(name, f"{FIELD_LABELS[name]}は{limit}文字以内で入力してください。"))
+    problems += my_number.problems_in(texts, FIELD_LABELS)  # OPT-01: never stored, never quoted
     if not_applicable is not None:
         if not_applicable and not texts["not_applicable_reason"]:
             problems.append(Problem("not_applicable_reason", "対象外とする理由を入力してください。"))
@@ -235,6 +237,9 @@ def parse_values(raw: Mapping[str, Any], specs: Sequence[FieldSpec] = (), *, not
             texts["not_applicable_reason"] = None
     completion: list[tuple[str, str]] = []
     for spec in specs:
+        if spec.field_type == "text" and my_number.contains_my_number(raw.get(f"cf_{spec.code}")):
+            problems.append(Problem(f"cf_{spec.code}", f"「{spec.label}」に{my_number.MESSAGE}"))
+            continue
         try:
             value = parse_completion(spec, raw.get(f"cf_{spec.code}"))
         except ValueError as exc:

@@ -19,7 +19,7 @@ from pmo.accounts.service import body_ref
 from pmo.audit import service as audit
 from pmo.catalog.models import CompletionField, Subtask
 from pmo.catalog.service import SubtaskView, subtasks_on
-from pmo.core import clock
+from pmo.core import clock, my_number
 from pmo.core.dates import PartialDate
 from pmo.core.errors import Conflict, NotFound, PermissionDenied, Problem, ValidationFailed
 from pmo.orgs.models import Body, BodyKind
@@ -520,6 +520,8 @@ def add_comment(session: Session, actor: Actor, body_code: str, text: str, subta
         raise ValidationFailed([Problem("text", "コメントを入力してください。")])
     if len(text) > 2000:
         raise ValidationFailed([Problem("text", "コメントは2000文字以内で入力してください。")])
+    if my_number.contains_my_number(text):
+        raise ValidationFailed([Problem("text", f"支援コメントに{my_number.MESSAGE}")])
     subtask_id = None
     if subtask_code:
         subtask_id = session.scalar(select(Subtask.id).where(Subtask.code == subtask_code))

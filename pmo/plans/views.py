@@ -152,7 +152,7 @@ def comment(code: str) -> Any:
             db.commit()
             flash("支援コメントを登録しました。", "success")
     else:
-        flash("コメントを入力してください。", "error")
+        flash("；".join(e for f in (form.text, form.subtask) for e in f.errors) or "コメントを入力してください。", "error")
     return redirect(url_for("plans.show", code=code) + "#comments")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
-from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import StringField, TextAreaField
 from wtforms.validators import Length
@@ -18,12 +17,12 @@ from pmo.documents.storage import FileStore
 from pmo.documents.views import file_response
 from pmo.procedures import service
 from pmo.web.auth import current_actor, require
-from pmo.web.forms import add_problems
+from pmo.web.forms import PortalForm, add_problems
 
 bp = Blueprint("procedures", __name__, url_prefix="/procedures")
 
 
-class DatasetForm(FlaskForm):
+class DatasetForm(PortalForm):
     title = StringField("名称（新規登録のとき）", validators=[Length(max=200)])
     description = TextAreaField("説明", validators=[Length(max=2000)])
     file = FileField("ファイル（Excel・CSV・PDF・ZIP）")

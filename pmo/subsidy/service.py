@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, selectinload
 from pmo.accounts.permissions import Actor, Permission, can
 from pmo.accounts.service import body_ref
 from pmo.audit import service as audit
-from pmo.core import clock
+from pmo.core import clock, my_number
 from pmo.core.errors import Conflict, NotFound, PermissionDenied, Problem, ValidationFailed
 from pmo.orgs.models import Body, BodyKind as OrgKind
 from pmo.subsidy import rules
@@ -773,6 +773,8 @@ def _transition(session: Session, actor: Actor, app: Application, version: int, 
                    mine=f"操作「{ACTION_NAMES.get(action, action)}」", theirs=f"状態「{app.state.label}」")
     if app.state not in allowed_from:
         raise Conflict(f"この申請は現在「{app.state.label}」のため、この操作はできません。画面を再読み込みしてください。")
+    if my_number.contains_my_number(comment):
+        raise ValidationFailed([Problem("comment", f"コメントに{my_number.MESSAGE}")])
     before = app.state
     app.state = to
     app.version += 1
@@ -925,7 +927,9 @@ def parse_estimate_rows(rows: Iterable[tuple[int, Mapping[str, Any]]], *, where:
             continue
         before = len(problems)
         for column in ("工程", "作業項目", "作業者区分"):
-            if not values[column]:
+            if my_number.contains_my_number(values[column]):
+                bad(number, column, f"{column}に{my_number.MESSAGE}")
+            elif not values[column]:
                 bad(number, column, f"{column}を入力してください。")
             elif len(values[column]) > (200 if column == "作業項目" else 40):
                 bad(number, column, f"{column}が長すぎます。")
@@ -934,12 +938,12 @@ def parse_estimate_rows(rows: Iterable[tuple[int, Mapping[str, Any]]], *, where:
             if _INT_RE.fullmatch(values["単価"]) and int(values["単価"]) >= 0:
                 price = int(values["単価"])
             else:
-                bad(number, "単価", f"単価「{values['単価']}」は0以上の円単位の整数で入力してください。")
+                bad(number, "単価", f"単価「{my_number.mask(values['単価'])}」は0以上の円単位の整数で入力してください。")
         if values["単位"]:
             if values["単位"] in ("人月", "人日"):
                 unit = values["単位"]
             else:
-                bad(number, "単位", f"単位「{values['単位']}」は「人月」か「人日」で入力してください。")
+                bad(number, "単位", f"単位「{my_number.mask(values['単位'])}」は「人月」か「人日」で入力してください。")
         if values["工数"]:
             if _DEC_RE.fullmatch(values["工数"]):
                 try:
@@ -949,7 +953,7 @@ def parse_estimate_rows(rows: Iterable[tuple[int, Mapping[str, Any]]], *, where:
                 if effort is not None and effort.as_tuple().exponent < -3:  # type: ignore[operator]
                     bad(number, "工数", "工数は小数3桁までで入力してください。")
             else:
-                bad(number, "工数", f"工数「{values['工数']}」は0以上の数値（例: 1.5）で入力してください。")
+                bad(number, "工数", f"工数「{my_number.mask(values['工数'])}」は0以上の数値（例: 1.5）で入力してください。")
         if (price is not None or effort is not None) and unit is None and not values["単位"]:
             bad(number, "単位", "単価・工数を入れた行は単位（人月・人日）も入力してください。")
         amount = 0
@@ -958,7 +962,7 @@ def parse_estimate_rows(rows: Iterable[tuple[int, Mapping[str, Any]]], *, where:
         elif _INT_RE.fullmatch(values["金額"]):
             amount = int(values["金額"])
         else:
-            bad(number, "金額", f"金額「{values['金額']}」は円単位の整数で入力してください（値引きは負の数）。")
+            bad(number, "金額", f"金額「{my_number.mask(values['金額'])}」は円単位の整数で入力してください（値引きは負の数）。")
         if len(problems) == before:
             lines.append(EstimateLineInput(values["工程"], values["作業項目"], values["作業者区分"], price, unit,
                                            effort, amount))
@@ -996,6 +1000,8 @@ def create_estimate(session: Session, actor: Actor, body: Body, data: EstimateIn
     problems = []
     if not data.vendor.strip():
         problems.append(Problem("vendor", "事業者名を入力してください。"))
+    elif my_number.contains_my_number(data.vendor):
+        problems.append(Problem("vendor", f"事業者名に{my_number.MESSAGE}"))
     if data.system not in rules.ELIGIBLE_SYSTEMS[body_kind(body)] and data.system not in registrations(session, body, data.fiscal_year):
         problems.append(Problem("system", f"「{data.system}」はこの団体の補助対象システムではありません。"))
     if data.stated_total is not None and data.stated_total < 0:
@@ -1060,6 +1066,8 @@ def save_keywords(session: Session, actor: Actor, text: str, token: str) -> list
         raise PermissionDenied("対象外キーワードを編集する権限がありません。")
     current = keywords(session)
     words = list(rules.parse_keywords(text))
+    if my_number.contains_my_number(text):  # checked first: the conflict message below quotes the words
+        raise ValidationFailed([Problem("keywords", f"対象外キーワードに{my_number.MESSAGE}")])
     if keywords_token(current) != token:
         raise Conflict(f"キーワードは他のユーザーが先に更新しました。現在: {'、'.join(current)} ／ あなたの送信内容: {'、'.join(words)}")
     problems = [Problem("keywords", f"「{w}」は長すぎます（100文字まで）。") for w in words if len(w) > 100]
@@ -1183,6 +1191,8 @@ def add_estimate_note(session: Session, actor: Actor, estimate: Estimate, text: 
         problems.append(Problem("text", "所見を入力してください。"))
     if len(text) > 2000:
         problems.append(Problem("text", "所見は2,000文字までです。"))
+    if my_number.contains_my_number(text):
+        problems.append(Problem("text", f"所見に{my_number.MESSAGE}"))
     if line_no is not None and not any(line.line_no == line_no for line in estimate.lines):
         problems.append(Problem("line_no", f"{line_no}行目の明細はありません。"))
     if problems:

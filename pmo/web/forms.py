@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from flask_wtf import FlaskForm
+from wtforms import HiddenField, PasswordField, StringField, TextAreaField
 
+from pmo.core import my_number
 from pmo.core.errors import ValidationFailed
 
 _UNSAFE = re.compile(r"[\x00-\x20\x7f\\]")
@@ -32,6 +35,32 @@ def safe_next(target: str | None, default: str) -> str:
 
 def nfkc(value: str | None) -> str | None:
     return unicodedata.normalize("NFKC", value).strip() if isinstance(value, str) else value
+
+
+class PortalForm(FlaskForm):
+    """A FlaskForm that refuses a 個人番号 in any typed text field (OPT-01, DECISIONS.md 18).
+
+    Every StringField/TextAreaField the user types into is checked after its own validators;
+    passwords (hashed, never shown) and hidden fields (tokens, versions) are not free text.
+    The number is never quoted in the message, and the form's data is never logged.
+    """
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        valid = super().validate(extra_validators)
+        for field in self:
+            if (isinstance(field, (StringField, TextAreaField)) and not isinstance(field, (PasswordField, HiddenField))
+                    and my_number.contains_my_number(field.data)):
+                field.errors = [*field.errors, my_number.MESSAGE]
+                valid = False
+        return valid
+
+
+def refuse_my_numbers(values: dict[str, Any], labels: dict[str, str]) -> None:
+    """For handlers that read ``request.form`` directly: raise ``ValidationFailed`` naming each
+    field that holds a 個人番号 (OPT-01), before anything is stored or audited."""
+    problems = my_number.problems_in(values, labels)
+    if problems:
+        raise ValidationFailed(problems)
 
 
 def add_problems(form: FlaskForm, exc: ValidationFailed) -> None:
