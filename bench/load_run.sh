@@ -2,7 +2,7 @@
 # Load benchmark on PostgreSQL: a fresh database with the demo, gunicorn, 100 users for 5 minutes,
 # then the workers' peak memory. Usage: [PMO_LOAD_THINK=seconds] bench/load_run.sh [users] [seconds]
 # (PMO_LOAD_THINK: mean pause between one user's requests, default 0.5 s; PMO_WORKERS × PMO_THREADS:
-# gunicorn, default 4 × 4 as docs/DEPLOYMENT.md recommends for a 2-core machine)
+# gunicorn, default 5 × 3 as docs/DEPLOYMENT.md recommends for a 2-core machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 users=${1:-100}; seconds=${2:-300}; port=${PMO_LOAD_PORT:-5900}
@@ -15,7 +15,7 @@ password=load-test-password-2015
 totp=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP  # the demo accounts that need MFA get this authenticator
 $pmo db upgrade >/dev/null
 $pmo demo --password "$password" --totp-secret "$totp" >/dev/null
-$pmo serve --host 127.0.0.1 --port "$port" --workers "${PMO_WORKERS:-4}" --threads "${PMO_THREADS:-4}" >/tmp/pmo-load-server.log 2>&1 &
+$pmo serve --host 127.0.0.1 --port "$port" --workers "${PMO_WORKERS:-5}" --threads "${PMO_THREADS:-3}" >/tmp/pmo-load-server.log 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 1 60); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 1; done
