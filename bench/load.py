@@ -110,7 +110,7 @@ def main() -> None:
         links = login(client, login_id, args.password, args.totp_secret)
         accounts[login_id] = (dict(client.cookies), links)
 
-    results: list[tuple[str, int, float]] = []
+    results: list[tuple[str, int, float, float]] = []
     errors: list[str] = []
     lock = threading.Lock()
     deadline = time.monotonic() + args.seconds
@@ -131,7 +131,7 @@ def main() -> None:
                     errors.append(f"{path}: {exc}")
                 continue
             with lock:
-                results.append((path.split("?")[0], status, elapsed))
+                results.append((path.split("?")[0], status, elapsed, time.monotonic()))
                 if status >= 400:
                     errors.append(f"{path}: HTTP {status}")
             time.sleep(rnd.expovariate(1 / args.think))
@@ -155,8 +155,13 @@ def main() -> None:
     print(f"errors={len(errors)}")
     for error in errors[:10]:
         print("  ", error)
+    by_minute: dict[int, list[float]] = defaultdict(list)
+    for *_, elapsed, at in results:
+        by_minute[int((at - started) // 60)].append(elapsed)
+    print("per minute (p95 ms, requests): " + "  ".join(
+        f"{minute + 1}: {pct(sorted(values), .95):.0f} ({len(values)})" for minute, values in sorted(by_minute.items())))
     by_path: dict[str, list[float]] = defaultdict(list)
-    for path, _, elapsed in results:
+    for path, _, elapsed, _at in results:
         by_path[path].append(elapsed)
     print("per page (p95 ms, count):")
     for path, values in sorted(by_path.items(), key=lambda kv: -pct(sorted(kv[1]), .95)):
