@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import logging
-import re
 
 import pytest
 import sqlalchemy as sa
@@ -20,6 +19,7 @@ from pmo.faq.models import Inquiry
 from pmo.plans import imports
 from pmo.plans.models import ImportJob, ImportStatus, Plan, PlanComment
 from tests.conftest import CITY_A, PREF_X
+from tests.plans.test_views import sheet_form
 
 NUMBER = "123456789018"  # passes the check digit
 TYPED = "１２３４－５６７８－９０１８"  # the same number as people also type it
@@ -45,19 +45,6 @@ def watched(caplog, db_session):
     for digits in ("123456789018", "9018", "９０１８"):
         assert digits not in logged
         assert digits not in stored
-
-
-def sheet_form(html: str) -> dict[str, str]:
-    data = {}
-    for m in re.finditer(r'<input [^>]*name="([^"]+)"[^>]*>', html):
-        tag = m.group(0)
-        if 'type="checkbox"' in tag:
-            if " checked" in tag:
-                data[m.group(1)] = "1"
-            continue
-        value = re.search(r'value="([^"]*)"', tag)
-        data[m.group(1)] = value.group(1) if value else ""
-    return data
 
 
 def count(db_session, model) -> int:
