@@ -80,6 +80,19 @@ def test_follow_up_from_list_to_resolution_and_the_report(page, new_page, live_s
     assert "記録しました" in body.locator(".alert--success").inner_text()
     shot(body, "3_body_answered")
 
+    # A 府省内メモ: the officer sees it marked as internal; the body does not see it at all (AC-06).
+    page.goto("/delays/cases")
+    page.locator("#cases-table tr", has_text="小樽市").get_by_role("link").first.click()
+    page.get_by_label("対応の記録").fill("ベンダー本社に体制の増強を打診済み（省内のみ）。")
+    page.get_by_label("府省内メモにする（団体・都道府県には表示しません）").check()
+    page.get_by_role("button", name="対応の記録を記入する").click()
+    note = page.locator(".timeline__entry--note")
+    assert "体制の増強を打診済み" in note.inner_text() and "府省内のみ" in note.inner_text()
+    shot(page, "3b_officer_internal_note")
+    body.reload()
+    assert "11月20日に完了する見込み" in body.locator("#timeline").inner_text()
+    assert "体制の増強" not in body.locator("main").inner_text() and body.locator(".timeline__entry--note").count() == 0
+
     pref = new_page()
     pref_user = live_server.make_user(Role.PREFECTURE_STAFF, HOKKAIDO)
     login(pref, pref_user.login_id)
